@@ -1,0 +1,1 @@
+"""Background jobs: the scheduler is only the clock; the database is the queue."""

@@ -1,0 +1,22 @@
+"""Settings and maintenance: admins only, enforced for the whole blueprint (not per view)."""
+
+from flask import Blueprint
+
+from portal.web import require_admin
+
+bp = Blueprint("admin", __name__, url_prefix="/settings")
+
+
+@bp.before_request
+def _admins_only():
+    require_admin()
+
+
+from portal.admin import (  # noqa: E402,F401
+    routes_audit,
+    routes_connections,
+    routes_connectors,
+    routes_lists,
+    routes_sync,
+    routes_users,
+)

@@ -1,0 +1,37 @@
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+
+from portal.models.erp import CONFLICT_POLICY_LABELS
+
+
+class ConnectorForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    url = StringField("URL of sync connector",
+                      validators=[DataRequired("Enter the URL of the sync connector."), Length(max=1023)],
+                      description="http(s)://host/path of the connector, or builtin:demo for the Demo ERP")
+    token = PasswordField("Access token (optional)", validators=[Length(max=500)],
+                          description="Sent as a bearer token. Leave blank to keep the stored one.")
+    clear_token = BooleanField("Remove the stored token")
+
+
+class IntervalForm(FlaskForm):
+    interval_seconds = IntegerField("Sync interval (seconds)",
+                                    validators=[InputRequired("Enter the interval in seconds."),
+                                                NumberRange(min=60, max=366 * 24 * 3600,
+                                                            message="The interval must be at least 60 seconds "
+                                                                    "and at most a year.")])
+
+
+class ConnectionForm(FlaskForm):
+    """Static part of the Define/Configure ERP connection form; config fields are rendered from the
+    connector's GetConfigData and parsed by services.connections.collect_config."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    connector_id = SelectField("ERP sync connector", coerce=int)
+    description = TextAreaField("Description", validators=[Length(max=2000)])
+    scope = SelectField("Scope", choices=[("everyone", "Everyone"), ("specific", "Specific users and groups")],
+                        default="everyone")
+    all_can_create = BooleanField("Everyone may also create actors in the ERP", default=True)
+    conflict_policy = SelectField("When both sides changed a field", choices=list(CONFLICT_POLICY_LABELS.items()))
+    test_token = HiddenField()

@@ -1,0 +1,133 @@
+"""Configuration from ``PORTAL_*`` environment variables.
+
+Every setting the portal reads is listed in ``SETTINGS`` so the README table and the code never drift
+apart (``tests/unit/test_config.py`` checks the README mentions each one).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting has a value the portal cannot use."""
+
+
+# name -> (default, description). Defaults are applied in load_config().
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "PORTAL_DATABASE_URL": (None, "SQLAlchemy URL of the database; default SQLite file instance/portal.db"),
+    "PORTAL_SECRET_KEY": (None, "Flask session signing key; generated once into instance/secret_key if unset"),
+    "PORTAL_ENCRYPTION_KEYS": (
+        None,
+        "comma-separated Fernet keys for connector secrets, newest first; generated once into "
+        "instance/encryption_keys if unset",
+    ),
+    "PORTAL_ADMIN_EMAIL": ("admin@example.com", "e-mail (login) of the first admin created on an empty database"),
+    "PORTAL_ADMIN_PASSWORD": (None, "password of the first admin; generated and printed once if unset"),
+    "PORTAL_DEMO_DATA": ("on", "on/off: seed demo CRM records and register the Demo ERP connector on first run"),
+    "PORTAL_SCHEDULER": ("on", "on/off: run the sync scheduler in this process (only wsgi.py starts it)"),
+    "PORTAL_CONNECTOR_ALLOWED_NETWORKS": (
+        "",
+        "comma-separated CIDR networks connector URLs may resolve to; empty = any address except "
+        "link-local and cloud-metadata ones",
+    ),
+    "PORTAL_CONNECTOR_TIMEOUT": ("30", "seconds to wait for a connector answer (connect timeout is 5 s)"),
+    "PORTAL_CONNECTOR_MAX_BYTES": ("10485760", "largest connector answer accepted, in bytes"),
+    "PORTAL_SECURE_COOKIES": ("off", "on/off: mark session cookies Secure (turn on behind HTTPS)"),
+    "PORTAL_LOG_LEVEL": ("INFO", "logging level of the portal's own loggers"),
+    "PORTAL_DEMO_ERP_DB": (None, "path of the Demo ERP's SQLite database; default instance/demo_erp.db"),
+}
+
+
+def env_bool(name: str, value: str) -> bool:
+    """Strict on/off parsing: a typo must not silently mean 'off'."""
+    lowered = value.strip().lower()
+    if lowered in {"1", "on", "true", "yes"}:
+        return True
+    if lowered in {"0", "off", "false", "no"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, not {value!r}")
+
+
+def env_int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return number
+
+
+def _read_or_create(path: Path, make) -> str:
+    """A generated secret kept in instance/ so restarts keep sessions and can decrypt secrets."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # Created with owner-only permissions: these files are keys.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_config(instance_path: str, environ: dict[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from the environment."""
+    env = dict(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or value == "":
+            return SETTINGS[name][0]
+        return value
+
+    instance = Path(instance_path)
+    database_url = get("PORTAL_DATABASE_URL") or f"sqlite:///{instance / 'portal.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    from cryptography.fernet import Fernet
+
+    secret_key = get("PORTAL_SECRET_KEY") or _read_or_create(
+        instance / "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    if len(secret_key) < 16:
+        raise ConfigError("PORTAL_SECRET_KEY must be at least 16 characters")
+    keys = get("PORTAL_ENCRYPTION_KEYS") or _read_or_create(
+        instance / "encryption_keys", lambda: Fernet.generate_key().decode()
+    )
+    networks = [n.strip() for n in (get("PORTAL_CONNECTOR_ALLOWED_NETWORKS") or "").split(",") if n.strip()]
+
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": secret_key,
+        "ENCRYPTION_KEYS": [k.strip() for k in keys.split(",") if k.strip()],
+        "ADMIN_EMAIL": get("PORTAL_ADMIN_EMAIL"),
+        "ADMIN_PASSWORD": get("PORTAL_ADMIN_PASSWORD"),
+        "DEMO_DATA": env_bool("PORTAL_DEMO_DATA", get("PORTAL_DEMO_DATA")),
+        "SCHEDULER": env_bool("PORTAL_SCHEDULER", get("PORTAL_SCHEDULER")),
+        "CONNECTOR_ALLOWED_NETWORKS": networks,
+        "CONNECTOR_TIMEOUT": env_int("PORTAL_CONNECTOR_TIMEOUT", get("PORTAL_CONNECTOR_TIMEOUT"), 1),
+        "CONNECTOR_MAX_BYTES": env_int("PORTAL_CONNECTOR_MAX_BYTES", get("PORTAL_CONNECTOR_MAX_BYTES"), 1024),
+        "SESSION_COOKIE_SECURE": env_bool("PORTAL_SECURE_COOKIES", get("PORTAL_SECURE_COOKIES")),
+        "LOG_LEVEL": get("PORTAL_LOG_LEVEL"),
+        "DEMO_ERP_DB": get("PORTAL_DEMO_ERP_DB") or str(instance / "demo_erp.db"),
+    }
+
+
+# Settings that do not come from the environment.
+STATIC_CONFIG = {
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+    # The token lives as long as the session, so a long-open ERP tab keeps working.
+    "WTF_CSRF_TIME_LIMIT": None,
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "TESTING": False,
+}

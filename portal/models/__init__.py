@@ -1,0 +1,51 @@
+"""All models, re-exported so ``from portal.models import Company`` works everywhere."""
+
+from portal.models.audit import AuditEvent
+from portal.models.crm import (
+    CRM_FIELDS,
+    CRM_MODELS,
+    CRM_TYPE_LABELS,
+    Company,
+    Contact,
+    CrmField,
+    CrmFieldType,
+    CrmList,
+    CrmType,
+    ListItem,
+    Project,
+    crm_field,
+)
+from portal.models.erp import (
+    ACTOR_CRM_TYPE,
+    CRM_PRIORITY_ID,
+    ZERO_GUID,
+    ActorType,
+    ActorTypeConfig,
+    ConflictPolicy,
+    Connection,
+    ConnectionAccess,
+    Connector,
+    ErpField,
+    FieldAccess,
+    FieldType,
+    ListItemMapping,
+    SyncSettings,
+)
+from portal.models.sync import (
+    ACTIVE_RUN_STATUSES,
+    Link,
+    LinkStatus,
+    RunKind,
+    RunStatus,
+    SyncChange,
+    SyncRun,
+)
+from portal.models.users import Role, User, UserGroup
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
+    "ZERO_GUID", "ActorType", "ActorTypeConfig", "AuditEvent", "Company", "ConflictPolicy", "Connection",
+    "ConnectionAccess", "Connector", "Contact", "CrmField", "CrmFieldType", "CrmList", "CrmType", "ErpField",
+    "FieldAccess", "FieldType", "Link", "LinkStatus", "ListItem", "ListItemMapping", "Project", "Role",
+    "RunKind", "RunStatus", "SyncChange", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
+]

@@ -1,0 +1,236 @@
+"""The CRM records the ERP tab hangs on, their admin-editable lists, and the catalogue of their fields.
+
+``CRM_FIELDS`` is the single description of every mappable CRM field: the CRM forms, the mapping screen
+(type compatibility, automatic pre-mapping by ERP field key) and the sync engine (reading and writing values)
+all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import TimestampMixin
+
+
+class CrmType(StrEnum):
+    COMPANY = "company"
+    CONTACT = "contact"
+    PROJECT = "project"
+
+
+class CrmList(StrEnum):
+    COUNTRY = "country"
+    BUSINESS = "business"
+    CATEGORY = "category"
+    PROJECT_STATUS = "project_status"
+
+
+LIST_LABELS = {
+    CrmList.COUNTRY: "Countries",
+    CrmList.BUSINESS: "Business",
+    CrmList.CATEGORY: "Category",
+    CrmList.PROJECT_STATUS: "Project status",
+}
+
+
+class ListItem(TimestampMixin, db.Model):
+    """An entry of one of the admin-editable CRM lists (country, business, category, project status)."""
+
+    __tablename__ = "list_item"
+    __table_args__ = (UniqueConstraint("list_name", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    rank: Mapped[int] = mapped_column(default=0)
+    deleted: Mapped[bool] = mapped_column(default=False)
+
+    def __repr__(self) -> str:
+        return f"<ListItem {self.list_name}:{self.name}>"
+
+
+class Company(TimestampMixin, db.Model):
+    __tablename__ = "company"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[str] = mapped_column(String(40), default="")
+    code: Mapped[str] = mapped_column(String(40), default="")
+    vat_no: Mapped[str] = mapped_column(String(40), default="")
+    department: Mapped[str] = mapped_column(String(120), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    fax: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    url: Mapped[str] = mapped_column(String(254), default="")
+    postal_address1: Mapped[str] = mapped_column(String(120), default="")
+    postal_address2: Mapped[str] = mapped_column(String(120), default="")
+    postal_address3: Mapped[str] = mapped_column(String(120), default="")
+    postal_zip: Mapped[str] = mapped_column(String(20), default="")
+    postal_city: Mapped[str] = mapped_column(String(80), default="")
+    postal_county: Mapped[str] = mapped_column(String(80), default="")
+    postal_state: Mapped[str] = mapped_column(String(80), default="")
+    street_address1: Mapped[str] = mapped_column(String(120), default="")
+    street_address2: Mapped[str] = mapped_column(String(120), default="")
+    street_address3: Mapped[str] = mapped_column(String(120), default="")
+    street_zip: Mapped[str] = mapped_column(String(20), default="")
+    street_city: Mapped[str] = mapped_column(String(80), default="")
+    street_county: Mapped[str] = mapped_column(String(80), default="")
+    street_state: Mapped[str] = mapped_column(String(80), default="")
+    country_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+    business_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+
+    country: Mapped[ListItem | None] = relationship(foreign_keys=[country_id])
+    business: Mapped[ListItem | None] = relationship(foreign_keys=[business_id])
+    category: Mapped[ListItem | None] = relationship(foreign_keys=[category_id])
+    contacts: Mapped[list[Contact]] = relationship(back_populates="company", order_by="Contact.last_name")
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.name} ({self.department})" if self.department else self.name
+
+
+class Contact(TimestampMixin, db.Model):
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id", ondelete="SET NULL"), index=True)
+    first_name: Mapped[str] = mapped_column(String(80), default="")
+    middle_name: Mapped[str] = mapped_column(String(80), default="")
+    last_name: Mapped[str] = mapped_column(String(80), default="", index=True)
+    title: Mapped[str] = mapped_column(String(80), default="")
+    position: Mapped[str] = mapped_column(String(120), default="")
+    number: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone_direct: Mapped[str] = mapped_column(String(40), default="")
+    phone_mobile: Mapped[str] = mapped_column(String(40), default="")
+    phone_private: Mapped[str] = mapped_column(String(40), default="")
+    phone_other: Mapped[str] = mapped_column(String(40), default="")
+    birth_date: Mapped[date | None] = mapped_column()
+
+    company: Mapped[Company | None] = relationship(back_populates="contacts")
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.middle_name, self.last_name) if p) or "(no name)"
+
+    @property
+    def name(self) -> str:
+        return self.display_name
+
+
+class Project(TimestampMixin, db.Model):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[str] = mapped_column(String(40), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    status_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+    end_date: Mapped[date | None] = mapped_column()
+    url: Mapped[str] = mapped_column(String(254), default="")
+
+    status: Mapped[ListItem | None] = relationship(foreign_keys=[status_id])
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+
+CRM_MODELS: dict[CrmType, type[db.Model]] = {
+    CrmType.COMPANY: Company,
+    CrmType.CONTACT: Contact,
+    CrmType.PROJECT: Project,
+}
+
+CRM_TYPE_LABELS = {CrmType.COMPANY: "Company", CrmType.CONTACT: "Contact", CrmType.PROJECT: "Project"}
+
+
+class CrmFieldType(StrEnum):
+    TEXT = "text"
+    LONGTEXT = "longtext"
+    DATE = "date"
+    LIST = "list"
+
+
+@dataclass(frozen=True)
+class CrmField:
+    key: str  # attribute on the model (for lists: the *_id column)
+    label: str
+    type: CrmFieldType
+    max_length: int = 0
+    list_name: str | None = None
+    # ERP field keys that pre-map to this field (spec §3.5), compared case-insensitively.
+    erp_aliases: tuple[str, ...] = ()
+    required: bool = False
+
+
+def _t(key, label, length, *aliases, required=False):
+    return CrmField(key, label, CrmFieldType.TEXT, length, None, tuple(aliases), required)
+
+
+CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
+    CrmType.COMPANY: (
+        _t("name", "Name", 200, "NAME", required=True),
+        _t("department", "Department", 120, "DEPARTMENT"),
+        _t("code", "Code", 40, "NUMBER1"),
+        _t("number", "Number", 40, "NUMBER2"),
+        _t("vat_no", "VAT/org. number", 40, "VATNO"),
+        _t("phone", "Telephone", 40, "PHONE"),
+        _t("fax", "Fax", 40, "FAX"),
+        _t("email", "E-mail", 254, "EMAIL"),
+        _t("url", "Web site", 254, "URL"),
+        _t("postal_address1", "Postal address 1", 120, "POSTALAD1"),
+        _t("postal_address2", "Postal address 2", 120, "POSTALAD2"),
+        _t("postal_address3", "Postal address 3", 120, "POSTALAD3"),
+        _t("postal_zip", "Postal zip code", 20, "POSTALZIP"),
+        _t("postal_city", "Postal city", 80, "POSTALCITY"),
+        _t("postal_county", "Postal county", 80, "POSTALCOUNTY"),
+        _t("postal_state", "Postal state", 80, "POSTALSTATE"),
+        _t("street_address1", "Street address 1", 120, "STREETAD1"),
+        _t("street_address2", "Street address 2", 120, "STREETAD2"),
+        _t("street_address3", "Street address 3", 120, "STREETAD3"),
+        _t("street_zip", "Street zip code", 20, "STREETZIP"),
+        _t("street_city", "Street city", 80, "STREETCITY"),
+        _t("street_county", "Street county", 80, "STREETCOUNTY"),
+        _t("street_state", "Street state", 80, "STREETSTATE"),
+        CrmField("country_id", "Country", CrmFieldType.LIST, 0, CrmList.COUNTRY, ("COUNTRY",)),
+        CrmField("business_id", "Business", CrmFieldType.LIST, 0, CrmList.BUSINESS, ("BUSINESS",)),
+        CrmField("category_id", "Category", CrmFieldType.LIST, 0, CrmList.CATEGORY, ("CATEGORY",)),
+    ),
+    CrmType.CONTACT: (
+        _t("first_name", "First name", 80, "FIRSTNAME"),
+        _t("middle_name", "Middle name", 80, "MIDDLENAME"),
+        _t("last_name", "Last name", 80, "LASTNAME"),
+        _t("title", "Title", 80, "TITLE"),
+        _t("position", "Position", 120, "POSITION"),
+        _t("number", "Number", 40, "NUMBER"),
+        _t("email", "E-mail", 254, "EMAIL"),
+        _t("phone_direct", "Direct phone", 40, "PHONE_DIRECT"),
+        _t("phone_mobile", "Mobile phone", 40, "PHONE_MOBILE"),
+        _t("phone_private", "Private phone", 40, "PHONE_PRIVATE"),
+        _t("phone_other", "Other phone", 40, "PHONE_OTHER"),
+        CrmField("birth_date", "Birth date", CrmFieldType.DATE, 0, None, ("BIRTHDATE",)),
+    ),
+    CrmType.PROJECT: (
+        _t("name", "Project name", 200, "NAME", required=True),
+        _t("number", "Number", 40, "NUMBER"),
+        CrmField("description", "Description", CrmFieldType.LONGTEXT, 0, None, ("TEXT",)),
+        _t("url", "URL", 254, "URL"),
+        CrmField("end_date", "End date", CrmFieldType.DATE, 0, None, ("ENDDATE",)),
+        CrmField("status_id", "Status", CrmFieldType.LIST, 0, CrmList.PROJECT_STATUS, ("STATUS",)),
+    ),
+}
+
+
+def crm_field(crm_type: str, key: str) -> CrmField | None:
+    for field in CRM_FIELDS[CrmType(crm_type)]:
+        if field.key == key:
+            return field
+    return None

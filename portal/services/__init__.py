@@ -1,0 +1,1 @@
+"""Business rules. Services take ids and plain values and never touch `request`."""

@@ -1,0 +1,50 @@
+"""The admin audit log: who changed what, when, before and after — with secrets masked."""
+
+from __future__ import annotations
+
+from portal.extensions import db
+from portal.models import AuditEvent
+from portal.security.crypto import SECRET_PLACEHOLDER
+
+SECRET_KEYS = ("password", "secret", "token", "apikey", "api_key")
+
+
+def mask(values: dict | None, secret_keys: set[str] | frozenset[str] = frozenset()) -> dict | None:
+    """Copy of ``values`` with secret entries replaced by the placeholder (nested dicts too)."""
+    if values is None:
+        return None
+    masked = {}
+    for key, value in values.items():
+        lowered = str(key).lower()
+        if key in secret_keys or any(word in lowered for word in SECRET_KEYS):
+            masked[key] = SECRET_PLACEHOLDER if value not in (None, "") else value
+        elif isinstance(value, dict):
+            masked[key] = mask(value, secret_keys)
+        else:
+            masked[key] = value
+    return masked
+
+
+def record(action: str, obj=None, *, before: dict | None = None, after: dict | None = None,
+           object_type: str | None = None, object_id: int | None = None, object_repr: str | None = None,
+           actor=None, secret_keys: set[str] | frozenset[str] = frozenset(), request_id: str = "",
+           ip: str = "") -> AuditEvent:
+    """Add an audit row to the current session; the caller commits it with the change it describes."""
+    if before is not None and after is not None:
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        before = {k: before.get(k) for k in sorted(changed)}
+        after = {k: after.get(k) for k in sorted(changed)}
+    event = AuditEvent(
+        action=action,
+        object_type=object_type or (type(obj).__name__.lower() if obj is not None else ""),
+        object_id=object_id if object_id is not None else getattr(obj, "id", None),
+        object_repr=(object_repr or (getattr(obj, "name", None) or str(obj or "")))[:254],
+        before=mask(before, secret_keys),
+        after=mask(after, secret_keys),
+        actor_id=getattr(actor, "id", None),
+        actor_label=getattr(actor, "email", None) or (actor if isinstance(actor, str) else "system"),
+        request_id=request_id,
+        ip=ip,
+    )
+    db.session.add(event)
+    return event

@@ -1,0 +1,42 @@
+"""Template filters and globals shared by every page."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from flask import g, request, url_for
+
+
+def format_datetime(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def init_app(app) -> None:
+    app.jinja_env.filters["dt"] = format_datetime
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.context_processor
+    def _globals():
+        def url_with(**changes):
+            args = request.args.to_dict()
+            args.update({k: v for k, v in changes.items()})
+            args = {k: v for k, v in args.items() if v not in (None, "")}
+            return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+        def optional_url(endpoint: str, **values):
+            """url_for, or None while the endpoint does not exist (screens of later issues)."""
+            from werkzeug.routing import BuildError
+
+            try:
+                return url_for(endpoint, **values)
+            except BuildError:
+                return None
+
+        return {"current_user": g.get("user"), "url_with": url_with, "optional_url": optional_url}
