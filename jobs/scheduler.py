@@ -84,7 +84,8 @@ def start_scheduler(app) -> BackgroundScheduler | None:
 
     _state.update(app=app, lock=lock)
     sched = build_scheduler()
-    sched.add_job(tasks.dispatch_due_syncs, "interval", seconds=DISPATCH_SECONDS, id="dispatch-due-syncs",
+    sched.add_job(tasks.dispatch_due_syncs, "interval",
+                  seconds=app.config.get("SCHEDULER_DISPATCH_SECONDS", DISPATCH_SECONDS), id="dispatch-due-syncs",
                   replace_existing=True)
     sched.add_job(tasks.reap_stale_runs, "interval", seconds=REAP_SECONDS, id="reap-stale-runs",
                   replace_existing=True)

@@ -1,0 +1,1 @@
+"""Test doubles shared by the unit, integration and e2e tests (see connector_app.FakeConnector)."""
