@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from flask import Response, g, get_flashed_messages, make_response, request
@@ -57,10 +58,8 @@ def init_app(app) -> None:
             if triggers:
                 existing = response.headers.get("HX-Trigger")
                 if existing:
-                    try:
+                    with contextlib.suppress(ValueError):
                         triggers = {**json.loads(existing), **triggers}
-                    except ValueError:
-                        pass
                 response.headers["HX-Trigger"] = json.dumps(triggers)
             response.vary.add("HX-Request")
         else:

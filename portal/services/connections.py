@@ -159,10 +159,10 @@ def collect_config(fields: list[dict], form: dict[str, str], stored: dict | None
             except ServiceError as exc:
                 errors[key] = exc.message
                 continue
-        if kind == FieldType.LIST and value is not None and lists is not None:
-            if value not in lists.get(meta.get("ListName") or "", {}):
-                errors[key] = "Choose one of the listed values."
-                continue
+        if (kind == FieldType.LIST and value is not None and lists is not None
+                and value not in lists.get(meta.get("ListName") or "", {})):
+            errors[key] = "Choose one of the listed values."
+            continue
         if meta.get("Access") == FieldAccess.MANDATORY and value in (None, ""):
             errors[key] = "This field is required."
             continue
