@@ -70,6 +70,11 @@ def build_scheduler() -> BackgroundScheduler:
 def start_scheduler(app) -> BackgroundScheduler | None:
     if app.testing or not app.config.get("SCHEDULER", True):
         return None
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is not None and context.info_name != "run":
+        return None  # a CLI command (init, erp sync, …) loaded wsgi.py: it must not start background jobs
     if app.debug:
         from werkzeug.serving import is_running_from_reloader
 
