@@ -1,0 +1,137 @@
+"""Forms of the CRM records. They only collect and parse input (dates, ids); portal/services/crm.py decides
+what is valid, and its messages are put back on these fields by the routes.
+
+Labels and maximum lengths come from ``CRM_FIELDS`` so the forms, the mapping screen and the sync agree.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, EmailField, SelectField, StringField, TextAreaField, URLField
+from wtforms.validators import Optional
+
+from portal.models import CrmType, crm_field
+
+
+def optional_id(value):
+    """Select values: "" -> None, digits -> int, anything else kept so the service can refuse it."""
+    if value is None or value == "" or value == "None":
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+class RequiredMarker:
+    """Marks a field required (label asterisk, ``required`` attribute); the service enforces the rule."""
+
+    field_flags = {"required": True}
+
+    def __call__(self, form, field):
+        return None
+
+
+def _text(crm_type: CrmType, key: str, field_class=StringField):
+    spec = crm_field(crm_type, key)
+    render_kw = {"maxlength": spec.max_length} if spec.max_length else {}
+    return field_class(spec.label, validators=[RequiredMarker()] if spec.required else [], render_kw=render_kw)
+
+
+def _date(crm_type: CrmType, key: str):
+    return DateField(crm_field(crm_type, key).label, validators=[Optional()], format="%Y-%m-%d")
+
+
+def _list(crm_type: CrmType, key: str):
+    # Choices are filled per request from the list (portal.services.lists.choices); the service checks the
+    # id belongs to the right list, so WTForms' own choice check is off.
+    return SelectField(crm_field(crm_type, key).label, coerce=optional_id, validate_choice=False, choices=[])
+
+
+C, P, K = CrmType.COMPANY, CrmType.PROJECT, CrmType.CONTACT
+
+
+class CompanyForm(FlaskForm):
+    name = _text(C, "name")
+    department = _text(C, "department")
+    code = _text(C, "code")
+    number = _text(C, "number")
+    vat_no = _text(C, "vat_no")
+    phone = _text(C, "phone")
+    fax = _text(C, "fax")
+    email = _text(C, "email", EmailField)
+    url = _text(C, "url", URLField)
+    postal_address1 = _text(C, "postal_address1")
+    postal_address2 = _text(C, "postal_address2")
+    postal_address3 = _text(C, "postal_address3")
+    postal_zip = _text(C, "postal_zip")
+    postal_city = _text(C, "postal_city")
+    postal_county = _text(C, "postal_county")
+    postal_state = _text(C, "postal_state")
+    street_address1 = _text(C, "street_address1")
+    street_address2 = _text(C, "street_address2")
+    street_address3 = _text(C, "street_address3")
+    street_zip = _text(C, "street_zip")
+    street_city = _text(C, "street_city")
+    street_county = _text(C, "street_county")
+    street_state = _text(C, "street_state")
+    country_id = _list(C, "country_id")
+    business_id = _list(C, "business_id")
+    category_id = _list(C, "category_id")
+
+
+class ContactForm(FlaskForm):
+    first_name = _text(K, "first_name")
+    middle_name = _text(K, "middle_name")
+    last_name = _text(K, "last_name")
+    title = _text(K, "title")
+    position = _text(K, "position")
+    number = _text(K, "number")
+    email = _text(K, "email", EmailField)
+    phone_direct = _text(K, "phone_direct")
+    phone_mobile = _text(K, "phone_mobile")
+    phone_private = _text(K, "phone_private")
+    phone_other = _text(K, "phone_other")
+    birth_date = _date(K, "birth_date")
+    # A select holding only "(none)" and the current company; the search box next to it fills it with
+    # matches from /companies/options (a select of 10,000 companies would be far too big).
+    company_id = SelectField("Company", coerce=optional_id, validate_choice=False, choices=[])
+
+
+class ProjectForm(FlaskForm):
+    name = _text(P, "name")
+    number = _text(P, "number")
+    description = TextAreaField(crm_field(P, "description").label, render_kw={"rows": 4})
+    url = _text(P, "url", URLField)
+    end_date = _date(P, "end_date")
+    status_id = _list(P, "status_id")
+
+
+FORMS: dict[CrmType, type[FlaskForm]] = {C: CompanyForm, K: ContactForm, P: ProjectForm}
+
+# How the form and the detail page group the fields.
+SECTIONS: dict[CrmType, list[tuple[str, list[str]]]] = {
+    C: [
+        ("Company", ["name", "department", "code", "number", "vat_no"]),
+        ("Communication", ["phone", "fax", "email", "url"]),
+        ("Postal address", ["postal_address1", "postal_address2", "postal_address3", "postal_zip", "postal_city",
+                            "postal_county", "postal_state"]),
+        ("Street address", ["street_address1", "street_address2", "street_address3", "street_zip", "street_city",
+                            "street_county", "street_state"]),
+        ("Classification", ["country_id", "business_id", "category_id"]),
+    ],
+    K: [
+        ("Name", ["first_name", "middle_name", "last_name", "title", "position", "number"]),
+        ("Company", ["company_id"]),
+        ("Communication", ["email", "phone_direct", "phone_mobile", "phone_private", "phone_other"]),
+        ("Personal", ["birth_date"]),
+    ],
+    P: [
+        ("Project", ["name", "number", "status_id", "end_date", "url", "description"]),
+    ],
+}
+
+
+def form_data(form: FlaskForm) -> dict:
+    """The submitted values by field key, for portal.services.crm."""
+    return {name: field.data for name, field in form._fields.items() if name != "csrf_token"}

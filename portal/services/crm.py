@@ -1,0 +1,362 @@
+"""CRM records (companies, contacts, projects): validation, create/update/delete, search and paging.
+
+Business rules only: plain values in, models out, never ``request``. Every rule failure raises
+``ValidationError`` carrying ``{field: message}`` so a form can show each message next to its input.
+
+Search is case-insensitive (``ILIKE`` on PostgreSQL, ``lower(..) LIKE lower(..)`` on SQLite), every
+whitespace-separated term must match one of the searched columns, and results are paged with SQL
+``LIMIT``/``OFFSET`` plus one ``COUNT`` query, so a list of 10,000+ companies never loads more than a page.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.orm import selectinload
+
+from portal.database import utcnow
+from portal.extensions import db
+from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, ListItem, Project
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 25
+MAX_QUERY_LENGTH = 100
+MAX_TERMS = 6
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EMAIL_KEYS = frozenset({"email"})
+URL_KEYS = frozenset({"url"})
+
+
+class ValidationError(ValueError):
+    """The values break one or more rules; ``errors`` maps a field key to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{key}: {message}" for key, message in errors.items()))
+        self.errors = errors
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Paging
+
+
+@dataclass
+class Page:
+    """One page of results; the attribute names match the ``pager`` macro in templates/_macros/ui.html."""
+
+    items: list
+    page: int
+    per_page: int
+    total: int
+    query: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def prev_num(self) -> int | None:
+        return self.page - 1 if self.has_prev else None
+
+    @property
+    def next_num(self) -> int | None:
+        return self.page + 1 if self.has_next else None
+
+    @property
+    def first_index(self) -> int:
+        return (self.page - 1) * self.per_page + 1 if self.total else 0
+
+    @property
+    def last_index(self) -> int:
+        return min(self.total, self.page * self.per_page)
+
+
+def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE, options=()) -> Page:
+    """Run ``stmt`` (a select of one model, already ordered) for one page; an out-of-range page is clamped."""
+    try:
+        number = int(page or 1)
+    except (TypeError, ValueError):
+        number = 1
+    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    pages = max(1, math.ceil(total / per_page))
+    number = min(max(1, number), pages)
+    items = list(db.session.scalars(stmt.options(*options).limit(per_page).offset((number - 1) * per_page)))
+    return Page(items=items, page=number, per_page=per_page, total=total)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Search
+
+SEARCH_COLUMNS = {
+    CrmType.COMPANY: (Company.name, Company.number, Company.code, Company.postal_city, Company.street_city,
+                      Company.email),
+    CrmType.CONTACT: (Contact.first_name, Contact.middle_name, Contact.last_name, Contact.email, Company.name),
+    CrmType.PROJECT: (Project.name, Project.number),
+}
+ORDER = {
+    CrmType.COMPANY: (Company.name, Company.department, Company.id),
+    CrmType.CONTACT: (Contact.last_name, Contact.first_name, Contact.id),
+    CrmType.PROJECT: (Project.name, Project.id),
+}
+LIST_OPTIONS = {
+    CrmType.COMPANY: (selectinload(Company.country),),
+    CrmType.CONTACT: (selectinload(Contact.company),),
+    CrmType.PROJECT: (selectinload(Project.status),),
+}
+
+
+def search_terms(query: str | None) -> list[str]:
+    """The search words of ``query`` (trimmed, capped in length and number)."""
+    return (query or "").strip()[:MAX_QUERY_LENGTH].split()[:MAX_TERMS]
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_statement(crm_type: str, query: str | None = "") -> Select:
+    """``SELECT`` of the records matching every term of ``query`` (each term in any searched column)."""
+    crm_type = CrmType(crm_type)
+    model = CRM_MODELS[crm_type]
+    stmt = select(model)
+    if crm_type == CrmType.CONTACT:
+        stmt = stmt.outerjoin(Company, Contact.company_id == Company.id)
+    conditions = []
+    for term in search_terms(query):
+        pattern = _like_pattern(term)
+        conditions.append(or_(*(column.ilike(pattern, escape="\\") for column in SEARCH_COLUMNS[crm_type])))
+    if conditions:
+        stmt = stmt.where(and_(*conditions))
+    return stmt.order_by(*ORDER[crm_type])
+
+
+def search(crm_type: str, query: str | None = "", page: int | str | None = 1, per_page: int = PAGE_SIZE) -> Page:
+    crm_type = CrmType(crm_type)
+    result = paginate(search_statement(crm_type, query), page, per_page, LIST_OPTIONS[crm_type])
+    result.query = " ".join(search_terms(query))
+    return result
+
+
+def company_options(query: str | None, limit: int = 20) -> tuple[list[Company], bool]:
+    """Companies for the contact form's company picker: (the first ``limit`` matches, more exist)."""
+    rows = list(db.session.scalars(search_statement(CrmType.COMPANY, query).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def company_contacts(company_id: int, page: int | str | None = 1, per_page: int = PAGE_SIZE) -> Page:
+    stmt = select(Contact).where(Contact.company_id == company_id).order_by(*ORDER[CrmType.CONTACT])
+    return paginate(stmt, page, per_page)
+
+
+def counts() -> dict[str, int]:
+    return {crm_type.value: db.session.scalar(select(func.count()).select_from(model)) or 0
+            for crm_type, model in CRM_MODELS.items()}
+
+
+def recently_updated(crm_type: str, limit: int = 5) -> list:
+    model = CRM_MODELS[CrmType(crm_type)]
+    return list(db.session.scalars(select(model).order_by(model.updated_at.desc(), model.id.desc()).limit(limit)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _clean_text(value) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\r\n", "\n").strip()
+
+
+def _clean_date(value) -> date | None:
+    """A ``date`` from a date/datetime or an ISO ``YYYY-MM-DD`` string; blank is None; ValueError otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and DATE_RE.match(value.strip()):
+        return date.fromisoformat(value.strip())
+    raise ValueError(value)
+
+
+def _clean_id(value) -> int | None:
+    """An integer id, None for blank; ValueError for anything else."""
+    if value is None or value == "" or value is False:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ValueError(value)
+
+
+def valid_web_address(url: str) -> bool:
+    if not url or any(ch.isspace() for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def clean(crm_type: str, data: Mapping, record=None) -> dict:
+    """Validate ``data`` for a new record (``record`` None) or an update; return the values to assign.
+
+    Only the keys present in ``data`` are checked and returned on an update; a create treats missing keys as
+    blank. A list field accepts a non-deleted item of its own list, or the item the record already has (a
+    deleted item stays on old records but is offered to nobody). Raises ``ValidationError``.
+    """
+    crm_type = CrmType(crm_type)
+    creating = record is None
+    errors: dict[str, str] = {}
+    values: dict = {}
+    for spec in CRM_FIELDS[crm_type]:
+        if spec.key not in data and not creating:
+            continue
+        raw = data.get(spec.key)
+        if spec.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT):
+            value = _clean_text(raw)
+            if spec.required and not value:
+                errors[spec.key] = f"{spec.label} is required."
+            elif spec.max_length and len(value) > spec.max_length:
+                errors[spec.key] = f"{spec.label} can be at most {spec.max_length} characters."
+            elif value and spec.key in EMAIL_KEYS and not EMAIL_RE.match(value):
+                errors[spec.key] = "Enter a valid e-mail address, such as name@example.com."
+            elif value and spec.key in URL_KEYS and not valid_web_address(value):
+                errors[spec.key] = "Enter a web address starting with http:// or https://."
+            values[spec.key] = value
+        elif spec.type == CrmFieldType.DATE:
+            try:
+                value = _clean_date(raw)
+            except ValueError:
+                errors[spec.key] = f"Enter {spec.label.lower()} as a date (YYYY-MM-DD)."
+                continue
+            if value is not None and spec.key == "birth_date" and value > utcnow().date():
+                errors[spec.key] = "The birth date cannot be in the future."
+            elif value is not None and value.year < 1800:
+                errors[spec.key] = f"Enter a realistic {spec.label.lower()}."
+            values[spec.key] = value
+        elif spec.type == CrmFieldType.LIST:
+            message = f"Choose a {spec.label.lower()} from the list."
+            try:
+                item_id = _clean_id(raw)
+            except ValueError:
+                errors[spec.key] = message
+                continue
+            if item_id is not None:
+                current = getattr(record, spec.key, None)
+                item = db.session.get(ListItem, item_id)
+                if item is None or item.list_name != spec.list_name or (item.deleted and item_id != current):
+                    errors[spec.key] = message
+                    continue
+            values[spec.key] = item_id
+    if crm_type == CrmType.CONTACT:
+        if "company_id" in data or creating:
+            try:
+                company_id = _clean_id(data.get("company_id"))
+            except ValueError:
+                company_id = -1
+            if company_id is not None and db.session.get(Company, company_id) is None:
+                errors["company_id"] = "Choose an existing company."
+            else:
+                values["company_id"] = company_id
+        first = values.get("first_name", getattr(record, "first_name", ""))
+        last = values.get("last_name", getattr(record, "last_name", ""))
+        if not first and not last and "first_name" not in errors and "last_name" not in errors:
+            errors["first_name"] = "Enter a first name or a last name."
+    if errors:
+        raise ValidationError(errors)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Create / update / delete
+
+
+def create_record(crm_type: str, data: Mapping):
+    """Validate and insert a company, contact or project; commits. Raises ``ValidationError``."""
+    crm_type = CrmType(crm_type)
+    values = clean(crm_type, data)
+    record = CRM_MODELS[crm_type](**values)
+    db.session.add(record)
+    db.session.commit()
+    return record
+
+
+def update_record(record, data: Mapping):
+    """Validate and apply ``data`` to ``record``; commits. Raises ``ValidationError`` (record untouched)."""
+    crm_type = crm_type_of(record)
+    values = clean(crm_type, data, record)
+    for key, value in values.items():
+        setattr(record, key, value)
+    db.session.commit()
+    return record
+
+
+def crm_type_of(record) -> CrmType:
+    for crm_type, model in CRM_MODELS.items():
+        if isinstance(record, model):
+            return crm_type
+    raise TypeError(f"not a CRM record: {record!r}")
+
+
+def _links_hook():
+    """``portal.services.links.on_crm_record_deleted`` when that module exists (written by another team)."""
+    try:
+        from portal.services import links
+    except ModuleNotFoundError as exc:
+        if exc.name != "portal.services.links":
+            raise
+        return None
+    return getattr(links, "on_crm_record_deleted", None)
+
+
+def delete_record(record) -> dict:
+    """Delete a record in one transaction with its ERP links; a company's contacts are kept (unlinked).
+
+    Returns ``{"contacts_detached": n}`` (always 0 for contacts and projects).
+    """
+    crm_type = crm_type_of(record)
+    detached = 0
+    if crm_type == CrmType.COMPANY:
+        # One UPDATE instead of loading every contact; updated_at moves so the sync sees the change.
+        result = db.session.execute(
+            update(Contact).where(Contact.company_id == record.id).values(company_id=None, updated_at=utcnow()),
+            execution_options={"synchronize_session": "fetch"},
+        )
+        detached = result.rowcount or 0
+        db.session.expire(record, ["contacts"])
+    hook = _links_hook()
+    if hook is not None:
+        hook(crm_type.value, record.id)
+    db.session.delete(record)
+    db.session.commit()
+    return {"contacts_detached": detached}
+
+
+def contact_count(company_id: int) -> int:
+    return db.session.scalar(select(func.count()).select_from(Contact).where(Contact.company_id == company_id)) or 0
