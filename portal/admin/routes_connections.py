@@ -161,7 +161,7 @@ def connection_activate(connection_id: int):
     problems = service.set_active(connection, True, **audit_ctx())
     if problems:
         toast("error", f"{connection.name} cannot be activated.")
-        return _row(connection, 409, problems=problems)
+        return _row(connection, 422, problems=problems)
     toast("success", f"{connection.name} is active: licensed users in its scope now see it on the ERP tab.")
     return _row(connection)
 
