@@ -3,6 +3,8 @@ test, refresh fields, soft delete and restore."""
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import render_template, request, url_for
 from sqlalchemy import select
 
@@ -12,6 +14,7 @@ from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector, User, UserGroup
 from portal.models.erp import ConflictPolicy
+from portal.security import crypto
 from portal.services import connections as service
 from portal.services.connectors import ServiceError
 from portal.web import audit_ctx, get_or_404
@@ -56,11 +59,14 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
         else:
             user_name = getattr(audit_ctx()["actor"], "name", "")
             values = {f["FieldKey"]: service.default_for(f, user_name=user_name, lists=lists) for f in fields}
-    # Secrets never travel back to the browser.
+    # Secrets never travel back to the browser in clear: a typed-in (not yet saved) secret is carried between
+    # Test and OK only as a Fernet token, so the admin does not have to type it twice.
     shown = {k: v for k, v in values.items() if k not in secret_keys}
+    sealed = {k: crypto.encrypt(str(values[k])) for k in secret_keys
+              if values.get(k) not in (None, "") and values.get(k) != stored.get(k)}
     context = dict(
         form=form, connector=connector, connection=connection, fields=fields, lists=lists, values=shown,
-        stored_secrets={k for k in secret_keys if stored.get(k) or values.get(k)},
+        stored_secrets={k for k in secret_keys if stored.get(k) or values.get(k)}, sealed_secrets=sealed,
         config_errors=config_errors or {}, test_result=test_result, load_error=load_error,
         locked=bool(connection and connection.active), scope=scope or service.scope_of(connection),
         users=db.session.scalars(select(User).where(User.is_active.is_(True)).order_by(User.name)).all(),
@@ -104,7 +110,14 @@ def _handle_post(connection: Connection | None):
     except ServiceError as exc:
         return _render(form, connector, connection, scope=scope, status=422, load_error=exc.message)
     stored = service.full_config(connection) if connection is not None else {}
-    values, config_errors = service.collect_config(fields, request.form, stored, lists)
+    kept = dict(stored)
+    for key in service.secret_keys(fields):
+        token = request.form.get(f"sealed_{key}")
+        if token:
+            # A foreign or stale token is ignored: the admin types the secret again.
+            with contextlib.suppress(crypto.SecretError):
+                kept[key] = crypto.decrypt(token)
+    values, config_errors = service.collect_config(fields, request.form, kept, lists)
     if connection is not None and connection.active:
         values, config_errors = stored, {}  # config fields are locked while active: ignore what was sent
     form_ok = form.validate()
