@@ -98,7 +98,7 @@ def start_scheduler(app) -> BackgroundScheduler | None:
                   replace_existing=True)
     sched.start()
     _state["scheduler"] = sched
-    atexit.register(lambda: sched.shutdown(wait=False))
+    atexit.register(lambda: sched.shutdown(wait=False) if sched.running else None)
     log.info("scheduler started in pid %s", os.getpid())
     return sched
 
@@ -111,5 +111,22 @@ def submit_run(run_id: int) -> bool:
     from jobs import tasks
 
     sched.add_job(tasks.run_sync, args=[run_id], id=f"sync-run-{run_id}", executor="sync",
+                  misfire_grace_time=None, replace_existing=True)
+    return True
+
+
+def submit_cycle(run_ids: list[int]) -> bool:
+    """Run queued syncs one after the other in the order given (sync priority), then the hub follow-ups, in one
+    job — so a change pulled from one ERP reaches the other connections in the same cycle. False without a
+    scheduler in this process (then the dispatcher sweep of the process that has one picks the runs up)."""
+    run_ids = [int(run_id) for run_id in run_ids]
+    if not run_ids:
+        return False
+    sched = _state["scheduler"]
+    if sched is None:
+        return False
+    from jobs import tasks
+
+    sched.add_job(tasks.run_cycle, args=[run_ids], id=f"sync-cycle-{run_ids[0]}", executor="sync",
                   misfire_grace_time=None, replace_existing=True)
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.scheduler import current_app_for_jobs, submit_run
+from jobs.scheduler import current_app_for_jobs, submit_cycle
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,36 @@ def _in_context(function, *args):
 
 
 def dispatch_due_syncs() -> None:
-    """Queue the periodic sync when due, and start queued runs nothing is executing."""
+    """Queue the periodic sync when due, and start queued runs nothing is executing — as one cycle, in
+    sync-priority order (portal.services.sync.engine.execute_cycle)."""
     from portal.services.sync import runs
 
     queued = _in_context(runs.dispatch_due) or []
-    for run_id in queued:
-        submit_run(run_id)
+    if queued:
+        submit_cycle(queued)
 
 
 def run_sync(run_id: int) -> None:
-    from portal.services.sync import engine
+    """One on-demand run (plus its hub follow-ups)."""
+    run_cycle([run_id])
 
-    _in_context(engine.execute_run, run_id)
+
+def run_cycle(run_ids: list[int]) -> None:
+    from portal.services.sync import engine, runs
+
+    app = current_app_for_jobs()
+    if app is None:
+        return
+    with app.app_context():
+        from portal.extensions import db
+
+        try:
+            engine.execute_cycle(list(run_ids))
+        except Exception:
+            db.session.rollback()
+            log.exception("sync cycle %s crashed", run_ids)
+            for run_id in run_ids:
+                runs.mark_failed(run_id, "The sync job crashed; details are in the server log.")
 
 
 def reap_stale_runs() -> None:

@@ -90,6 +90,12 @@ def register_commands(app) -> None:
     except ImportError:  # pragma: no cover - during development the module may not exist yet
         pass
     try:
+        from portal.sync_cli import erp_group
+
+        app.cli.add_command(erp_group)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from portal.connectors.conformance import connector_group
 
         app.cli.add_command(connector_group)

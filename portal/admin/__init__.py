@@ -16,7 +16,10 @@ from portal.admin import (  # noqa: E402,F401
     routes_audit,
     routes_connections,
     routes_connectors,
+    routes_import,
     routes_lists,
+    routes_mappings,
+    routes_runs,
     routes_sync,
     routes_users,
 )

@@ -30,7 +30,8 @@ from portal.web import audit_ctx, get_or_404, render_form
 # Settings sub-navigation: (label, endpoint, fallback URL, endpoint prefixes that mark it current).
 SETTINGS_NAV = (
     ("Sync", "admin.sync", "/settings/sync",
-     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping", "admin.import")),
+     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping")),
+    ("Import", "admin.import_index", "/settings/import", ("admin.import_",)),
     ("Users", "admin.user_list", "/settings/users", ("admin.user_",)),
     ("Groups", "admin.group_list", "/settings/groups", ("admin.group_",)),
     ("Lists", "admin.lists", "/settings/lists", ("admin.list",)),

@@ -44,6 +44,10 @@ class Link(TimestampMixin, db.Model):
     # The CRM record's updated_at as of the last sync: a later updated_at means "changed in the CRM".
     crm_synced_at: Mapped[datetime | None] = mapped_column()
     last_result: Mapped[str] = mapped_column(Text, default="")
+    # Set when the last sync of this record failed: from this time on the engine retries it in full (both sides
+    # read again), with a growing delay; cleared by the next successful sync of the record.
+    retry_at: Mapped[datetime | None] = mapped_column(index=True)
+    failures: Mapped[int] = mapped_column(default=0)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 
     connection = relationship("Connection")

@@ -74,3 +74,22 @@ document.addEventListener("input", function (event) {
   var token = form.querySelector("input[name='test_token']");
   if (save && token && token.value) { save.disabled = true; token.value = ""; }
 });
+
+// ERP tab, compare step: "Use all CRM values" / "Use all ERP values" tick every radio of that side that may be chosen.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest ? event.target.closest("[data-select-all]") : null;
+  if (!button) return;
+  var form = button.closest("form");
+  if (!form) return;
+  var side = button.dataset.selectAll;
+  form.querySelectorAll("input[type='radio']").forEach(function (radio) {
+    if (radio.value === side && !radio.disabled) radio.checked = true;
+  });
+});
+
+// A lazily loaded region marked aria-busy (e.g. the ERP tab placeholder, swapped innerHTML) is no longer busy once
+// its content arrived.
+document.addEventListener("htmx:afterSwap", function (event) {
+  var target = event.detail.target;
+  if (target && target.getAttribute && target.getAttribute("aria-busy") === "true") target.removeAttribute("aria-busy");
+});

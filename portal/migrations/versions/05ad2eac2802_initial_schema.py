@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: becfc80c2927
+Revision ID: 05ad2eac2802
 Revises: 
-Create Date: 2026-11-25 17:37:05.717816
+Create Date: 2026-11-25 18:16:53.875772
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'becfc80c2927'
+revision = '05ad2eac2802'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -265,6 +265,8 @@ def upgrade():
     sa.Column('last_synced_at', sa.DateTime(), nullable=True),
     sa.Column('crm_synced_at', sa.DateTime(), nullable=True),
     sa.Column('last_result', sa.Text(), nullable=False),
+    sa.Column('retry_at', sa.DateTime(), nullable=True),
+    sa.Column('failures', sa.Integer(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
@@ -276,6 +278,7 @@ def upgrade():
     )
     with op.batch_alter_table('link', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_link_connection_id'), ['connection_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_link_retry_at'), ['retry_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_link_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('sync_run',
@@ -409,6 +412,7 @@ def downgrade():
     op.drop_table('sync_run')
     with op.batch_alter_table('link', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_updated_at'))
+        batch_op.drop_index(batch_op.f('ix_link_retry_at'))
         batch_op.drop_index(batch_op.f('ix_link_connection_id'))
 
     op.drop_table('link')

@@ -1,0 +1,89 @@
+"""Forms of the Import from ERP wizard (Settings → Import). The criteria grid has a variable number of typed rows
+and is parsed by ``criteria_from_form``; everything else is plain WTForms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
+from wtforms import BooleanField, HiddenField, RadioField, SelectField
+
+from portal.models import CrmType
+from portal.services.importer import (
+    ACTION_CHOICES,
+    LIST_POLICY_CHOICES,
+    MATCH_CHOICES,
+    PERSON_POLICY_CHOICES,
+    Criterion,
+    ImportSettings,
+)
+
+
+class StartForm(FlaskForm):
+    """Step 1: connection and actor type (a GET form: nothing changes yet)."""
+
+    class Meta:
+        csrf = False
+
+    connection_id = SelectField("ERP connection", coerce=int, validate_choice=False)
+    actor_type = SelectField("Actor type", validate_choice=False)
+
+
+def _choices(mapping: Mapping[str, str]) -> list[tuple[str, str]]:
+    return list(mapping.items())
+
+
+class SettingsForm(FlaskForm):
+    """Step 3: duplicates, lists and persons (spec §5.6)."""
+
+    state = HiddenField()
+    company_match = SelectField("Find duplicate companies by", choices=_choices(MATCH_CHOICES[CrmType.COMPANY]))
+    company_action = SelectField("When a company matches", choices=_choices(ACTION_CHOICES))
+    contact_match = SelectField("Find duplicate contacts by", choices=_choices(MATCH_CHOICES[CrmType.CONTACT]))
+    contact_action = SelectField("When a contact matches", choices=_choices(ACTION_CHOICES))
+    project_match = SelectField("Find duplicate projects by", choices=_choices(MATCH_CHOICES[CrmType.PROJECT]))
+    project_action = SelectField("When a project matches", choices=_choices(ACTION_CHOICES))
+    list_policy = RadioField("List values that have no list mapping", choices=_choices(LIST_POLICY_CHOICES),
+                             default="blank")
+    include_persons = BooleanField("Also import the persons of these companies")
+    person_policy = RadioField("Persons whose company is not in the CRM", choices=_choices(PERSON_POLICY_CHOICES),
+                               default="import_company")
+
+    def fill(self, settings: ImportSettings) -> None:
+        for name in ("company_match", "company_action", "contact_match", "contact_action", "project_match",
+                     "project_action", "list_policy", "include_persons", "person_policy"):
+            self[name].data = getattr(settings, name)
+
+    def settings(self, list_defaults: dict[str, int]) -> ImportSettings:
+        return ImportSettings(
+            company_match=self.company_match.data, company_action=self.company_action.data,
+            contact_match=self.contact_match.data, contact_action=self.contact_action.data,
+            project_match=self.project_match.data, project_action=self.project_action.data,
+            list_policy=self.list_policy.data, list_defaults=list_defaults,
+            include_persons=bool(self.include_persons.data), person_policy=self.person_policy.data)
+
+
+def criteria_from_form(form: MultiDict) -> list[Criterion]:
+    """The criteria grid's rows (``crit-<i>-field``, ``-op``, ``-value`` (several for lists), ``-value2``,
+    ``-active``), in row order."""
+    indexes = sorted({int(key.split("-")[1]) for key in form if key.startswith("crit-") and key.endswith("-field")
+                      and key.split("-")[1].isdigit()})
+    rows = []
+    for i in indexes:
+        prefix = f"crit-{i}-"
+        values = [v for v in form.getlist(prefix + "value")]
+        if form.get(prefix + "value2") is not None:
+            values = (values or [""])[:1] + [form.get(prefix + "value2", "")]
+        rows.append(Criterion(field=form.get(prefix + "field", ""), operator=form.get(prefix + "op", ""),
+                              values=values, active=form.get(prefix + "active") == "1"))
+    return rows
+
+
+def list_defaults_from_form(form: MultiDict) -> dict[str, int]:
+    """``default-<ActorType>.<FIELDKEY>`` selects: the CRM list item used by the "Use a default" policy."""
+    result = {}
+    for key, value in form.items():
+        if key.startswith("default-") and value.strip().isdigit():
+            result[key[len("default-"):]] = int(value)
+    return result

@@ -1,0 +1,228 @@
+"""Settings → Sync → Show log: sync runs with live progress, the field-level change log, log retention, and the
+manual triggers (Sync all now, Resync from CRM, Resync from ERP connection).
+
+Requests only enqueue runs (``runs.request_run``) and hand them to the scheduler of this process; progress is
+read from the database (the polling endpoint never calls a connector).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from flask import abort, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from portal.admin import bp
+from portal.admin.forms_runs import ChangeFilterForm, RetentionForm, RunRequestForm
+from portal.extensions import db
+from portal.htmx import hx_redirect, hx_trigger, is_htmx, stop_polling, toast, wants_partial
+from portal.models import CRM_MODELS, Connection, RunKind, RunStatus, SyncRun
+from portal.services import audit
+from portal.services.bootstrap import sync_settings
+from portal.services.connectors import ServiceError
+from portal.services.sync import runs
+from portal.web import audit_ctx, get_or_404
+
+RUN_PAGE_SIZE = 20
+CHANGE_PAGE_SIZE = 50
+
+
+@bp.context_processor
+def _run_labels():
+    return {"kind_labels": runs.KIND_LABELS, "trigger_labels": runs.TRIGGER_LABELS,
+            "describe_busy": runs.describe_busy}
+
+
+def _submit(run_ids: list[int]) -> None:
+    from jobs.scheduler import submit_cycle
+
+    submit_cycle(run_ids)
+
+
+def _connections() -> list[Connection]:
+    return list(db.session.scalars(select(Connection).where(Connection.deleted.is_(False))
+                                   .order_by(Connection.name)))
+
+
+def _filters() -> tuple[ChangeFilterForm, runs.ChangeFilter]:
+    form = ChangeFilterForm(request.args)
+    form.connection.choices = [(0, "All connections")] + [(c.id, c.name) for c in _connections()]
+    form.validate()
+    since = form.since.data if not form.since.errors else None
+    until = form.until.data if not form.until.errors else None
+    connection_id = form.connection.data if not form.connection.errors else 0
+    filters = runs.ChangeFilter(
+        connection_id=connection_id or None,
+        crm_type=form.crm_type.data if form.crm_type.data in CRM_MODELS else None,
+        record=(form.record.data or "").strip() if not form.record.errors else "",
+        since=datetime.combine(since, time.min) if since else None,
+        until=datetime.combine(until, time.min) + timedelta(days=1) if until else None,
+        run_id=request.args.get("run", type=int),
+        only=form.only.data if form.only.data in ("conflicts", "errors") else "",
+    )
+    return form, filters
+
+
+def _record_names(changes) -> dict[tuple[str, int], str]:
+    wanted: dict[str, set[int]] = {}
+    for change in changes:
+        wanted.setdefault(change.crm_type, set()).add(change.crm_id)
+    names = {}
+    for crm_type, ids in wanted.items():
+        model = CRM_MODELS.get(crm_type)
+        if model is None:
+            continue
+        for record in db.session.scalars(select(model).where(model.id.in_(ids))):
+            names[(crm_type, record.id)] = record.display_name
+    return names
+
+
+def _change_context(filters: runs.ChangeFilter) -> dict:
+    page = runs.change_page(filters, request.args.get("page", 1), CHANGE_PAGE_SIZE)
+    names = {c.id: c.name for c in _connections()}
+    return {"changes": page, "record_names": _record_names(page.items), "connection_names": names}
+
+
+def _runs_context() -> dict:
+    return {"run_list": runs.run_page(request.args.get("runs_page", 1), RUN_PAGE_SIZE),
+            "active": runs.active_runs()}
+
+
+@bp.route("/sync/log")
+def sync_log():
+    form, filters = _filters()
+    section = request.args.get("section")
+    if wants_partial() and section == "changes":
+        return render_template("admin/runs/_changes.html", filter_form=form, **_change_context(filters))
+    if wants_partial() and section == "runs":
+        return render_template("admin/runs/_runs.html", **_runs_context())
+    if wants_partial() and section == "active":
+        return render_template("admin/runs/_active.html", active=runs.active_runs())
+    settings = sync_settings()
+    db.session.commit()
+    return render_template(
+        "admin/runs/log.html", filter_form=form, request_form=RunRequestForm(),
+        retention_form=RetentionForm(log_retention_days=settings.log_retention_days), settings=settings,
+        connections=[c for c in _connections() if c.active], next_due=runs.next_due_text(settings),
+        last_runs={c.id: runs.last_runs(c.id, 1) for c in _connections()},
+        **_runs_context(), **_change_context(filters))
+
+
+@bp.route("/sync/runs/<int:run_id>")
+def run_detail(run_id: int):
+    run = get_or_404(SyncRun, run_id)
+    filters = runs.ChangeFilter(run_id=run_id)
+    form = ChangeFilterForm(formdata=None)
+    form.connection.choices = [(0, "All connections")]
+    if wants_partial() and request.args.get("section") == "changes":
+        return render_template("admin/runs/_changes.html", filter_form=form, run_view=True,
+                               **_change_context(filters))
+    return render_template("admin/runs/detail.html", run=run, tallies=runs.count_changes(run_id), run_view=True,
+                           filter_form=form, **_change_context(filters))
+
+
+@bp.route("/sync/runs/<int:run_id>/progress")
+def run_progress(run_id: int):
+    run = get_or_404(SyncRun, run_id)
+    html = render_template("admin/runs/_progress.html", run=run)
+    if run.is_active:
+        return html
+    if is_htmx():
+        hx_trigger("sync-finished", {"run_id": run.id})
+        level = {RunStatus.SUCCEEDED: "success", RunStatus.PARTIAL: "warning"}.get(run.status, "error")
+        toast(level, f"{run.connection.name}: {run.error or run.message}"[:300])
+    return stop_polling(html)
+
+
+def _request_form_or_400() -> RunRequestForm:
+    form = RunRequestForm()
+    if not form.validate_on_submit():
+        abort(400)
+    return form
+
+
+@bp.route("/sync/run-all", methods=["POST"])
+def run_all():
+    """Sync all now: a run for every active connection (even with automatic sync Off), in priority order."""
+    form = _request_form_or_400()
+    options = {"no_blank": bool(form.no_blank.data)}
+    requested = runs.request_all(kind=RunKind.SYNC, trigger="manual", requested_by=g.get("user"),
+                                 options=options)
+    created = [run.id for run, made in requested if made]
+    audit.record("sync.run_all", object_type="sync_settings", object_id=1, object_repr="Sync all now",
+                 after={"runs": created, "no_blank": options["no_blank"]}, **audit_ctx())
+    db.session.commit()
+    _submit(created)
+    if not requested:
+        toast("warning", "No active connection has an active actor type: nothing to sync.")
+    elif not created:
+        toast("info", "Every connection is already syncing.")
+    else:
+        busy = len(requested) - len(created)
+        toast("success", f"Sync started for {len(created)} connection(s)"
+                         + (f"; {busy} already running." if busy else "."))
+    if is_htmx():
+        return render_template("admin/runs/_active.html", active=runs.active_runs())
+    return redirect(url_for("admin.sync_log"))
+
+
+def _resync(connection_id: int, kind: str):
+    connection = get_or_404(Connection, connection_id)
+    if connection.deleted:
+        abort(404)
+    form = RunRequestForm()
+    busy = runs.active_run(connection.id)
+    status = 200
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        options = {"no_blank": bool(form.no_blank.data)}
+        try:
+            run, created = runs.request_run(connection.id, kind=kind, trigger="manual", requested_by=g.get("user"),
+                                            options=options)
+        except runs.RunError as exc:
+            toast("error", str(exc))
+            status = 409
+        else:
+            if created:
+                audit.record(f"sync.{kind}", connection, after={"run": run.id, **options}, **audit_ctx())
+                db.session.commit()
+                _submit([run.id])
+                toast("success", f"{runs.KIND_LABELS[kind]} of {connection.name} started.")
+                target = url_for("admin.run_detail", run_id=run.id)
+                return hx_redirect(target) if is_htmx() else redirect(target)
+            toast("error", runs.describe_busy(run))
+            busy, status = run, 409
+    db.session.commit()
+    return render_template("admin/runs/resync.html", connection=connection, form=form, kind=kind,
+                           kind_label=runs.KIND_LABELS[kind], busy=busy), status
+
+
+@bp.route("/connections/<int:connection_id>/resync", methods=["GET", "POST"])
+def resync(connection_id: int):
+    """Resync from CRM: one way CRM → ERP for every linked record of the connection, ignoring timestamps."""
+    return _resync(connection_id, RunKind.RESYNC_FROM_CRM)
+
+
+@bp.route("/connections/<int:connection_id>/resync-from-erp", methods=["GET", "POST"])
+def resync_erp(connection_id: int):
+    """Resync from ERP connection: one way ERP → CRM, then on to the other connections."""
+    return _resync(connection_id, RunKind.RESYNC_FROM_ERP)
+
+
+@bp.route("/sync/log/retention", methods=["POST"])
+def sync_log_retention():
+    form = RetentionForm()
+    settings = sync_settings()
+    if form.validate_on_submit():
+        try:
+            settings = runs.set_retention(form.log_retention_days.data, **audit_ctx())
+        except ServiceError as exc:
+            form.log_retention_days.errors = [*form.log_retention_days.errors, exc.message]
+        else:
+            toast("success", f"The sync log is kept for {settings.log_retention_days} days.")
+            if is_htmx():
+                return render_template("admin/runs/_retention.html", retention_form=form, settings=settings)
+            return redirect(url_for("admin.sync_log"))
+    db.session.rollback()
+    return render_template("admin/runs/_retention.html", retention_form=form, settings=sync_settings()), 422
