@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from flask import abort, flash, render_template, request, url_for
 
 from portal.connectors.builtin.demo import FIELDS, PARENT_TYPES, DemoErpValidationError
 from portal.demo_erp import bp, demo_connector
 from portal.demo_erp.forms import ConfirmForm, actor_form, add_errors, default_values, form_values
 from portal.htmx import redirect_for, wants_partial
+from portal.services.crm import Page
 from portal.web import render_form
 
 PER_PAGE = 25
@@ -30,33 +28,6 @@ COLUMNS = {
     "Project": ("NUMBER", "STATUS", "ENDDATE"),
 }
 META = {actor_type: {m["FieldKey"]: m for m in fields} for actor_type, fields in FIELDS.items()}
-
-
-@dataclass
-class Page:
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def prev_num(self) -> int:
-        return self.page - 1
-
-    @property
-    def next_num(self) -> int:
-        return self.page + 1
 
 
 def _kind(kind: str) -> tuple[str, str, str]:
@@ -119,7 +90,7 @@ def actor_list(kind: str):
     number = max(request.args.get("page", 1, type=int), 1)
     total, actors = erp.browse(actor_type, query, offset=(number - 1) * PER_PAGE, limit=PER_PAGE)
     parents = erp.display_names({a["ParentErpKey"] for a in actors if a["ParentErpKey"]})
-    context = {**_page_context(kind), "actors": actors, "page": Page(number, PER_PAGE, total), "q": query,
+    context = {**_page_context(kind), "actors": actors, "page": Page(items=actors, page=number, per_page=PER_PAGE, total=total), "q": query,
                "parents": parents, "columns": COLUMNS[actor_type]}
     if wants_partial():
         return render_template("demo_erp/_results.html", **context)

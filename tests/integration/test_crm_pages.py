@@ -8,31 +8,12 @@ import types
 
 import pytest
 from sqlalchemy import func, insert, select
-from werkzeug.security import generate_password_hash
 
 from portal.extensions import db
-from portal.models import Company, Contact, CrmList, ListItem, Project, User
-from tests.conftest import PASSWORD
+from portal.models import Company, Contact, CrmList, ListItem, Project
 
 pytestmark = pytest.mark.db
 
-_HASH: list[str] = []
-
-
-@pytest.fixture
-def users(app):
-    """conftest's personas with one shared password hash: scrypt costs ~80 ms per user, per test."""
-    if not _HASH:
-        _HASH.append(generate_password_hash(PASSWORD))
-    with app.app_context():
-        people = [User(email="alice@example.com", name="Alice Admin", role="admin", erp_licence=True),
-                  User(email="bob@example.com", name="Bob User", erp_licence=True),
-                  User(email="carol@example.com", name="Carol Outsider")]
-        for person in people:
-            person.password_hash = _HASH[0]
-        db.session.add_all(people)
-        db.session.commit()
-        return {"alice": people[0].id, "bob": people[1].id, "carol": people[2].id}
 
 
 @pytest.fixture

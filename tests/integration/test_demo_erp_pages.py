@@ -6,33 +6,13 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from portal.connectors.builtin.demo import FIELDS, DemoErpConnector, format_timestamp, parse_timestamp
-from portal.extensions import db
-from portal.models import User
-from tests.conftest import PASSWORD, login
+from tests.conftest import login
 
 pytestmark = pytest.mark.db
 
 GUID = "0b7e2f43-9d1a-4a8e-8f0e-3c5d7a9b1e2f"
-_HASH: list[str] = []
-
-
-@pytest.fixture
-def users(app):
-    """conftest's personas with one shared password hash (scrypt is slow, and no test here signs in by form)."""
-    if not _HASH:
-        _HASH.append(generate_password_hash(PASSWORD))
-    with app.app_context():
-        people = [User(email="alice@example.com", name="Alice Admin", role="admin", erp_licence=True),
-                  User(email="bob@example.com", name="Bob User", erp_licence=True),
-                  User(email="carol@example.com", name="Carol Outsider")]
-        for person in people:
-            person.password_hash = _HASH[0]
-        db.session.add_all(people)
-        db.session.commit()
-        return {"alice": people[0].id, "bob": people[1].id, "carol": people[2].id}
 
 
 @pytest.fixture
