@@ -334,9 +334,7 @@ def sync_now(crm_type: str, record_id: int, connection_id: int):
         outcome = svc.SyncOutcome(ok=False, message=exc.message)
     except svc.RuleBroken as exc:
         return render_error(exc.status, exc.message)
-    if outcome.unavailable:
-        toast("warning", outcome.message)
-    elif not outcome.ok:
+    if not outcome.ok:
         toast("error", outcome.message or "The sync failed.")
     elif outcome.warning:
         toast("warning", outcome.warning)

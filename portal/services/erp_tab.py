@@ -25,7 +25,6 @@ Scope: a connection with ``all_access`` lets every licensed user connect, and cr
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -1227,19 +1226,6 @@ def require_disconnect(section: Section) -> None:
 # ---------------------------------------------------------------------------------------------------- sync
 
 
-def sync_available() -> bool:
-    return importlib.util.find_spec("portal.services.sync.engine") is not None
-
-
-def _run_error() -> type[Exception] | None:
-    """The engine's "cannot run now" error (RunBusy: another run is active; RunRefused: not linked …)."""
-    try:
-        from portal.services.sync.runs import RunError
-    except ImportError:
-        return None
-    return RunError
-
-
 @dataclass
 class SyncOutcome:
     to_erp: list[tuple[str, str, str]] = field(default_factory=list)
@@ -1249,7 +1235,6 @@ class SyncOutcome:
     ok: bool = True
     warning: str = ""
     run_id: int | None = None
-    unavailable: bool = False
 
     @property
     def nothing(self) -> bool:
@@ -1310,24 +1295,20 @@ def sync_now(section: Section, *, user=None, **ctx) -> SyncOutcome:
     link = section.link
     if link is None:
         raise RuleBroken(f"This record is not connected to {section.connection.name}.")
-    if not sync_available():
-        return SyncOutcome(ok=False, message="Sync is not available yet.", unavailable=True)
     from portal.services.sync import engine
+    from portal.services.sync.runs import RunError
 
     link_id, connection_name = link.id, section.connection.name
     actor_type, erp_key = link.erp_actor_type, link.erp_key
-    refused = _run_error()
     _release()
     try:
         result = engine.sync_record(link_id, requested_by=user)
     except ConnectorError as exc:
         db.session.rollback()
         raise _failed(exc, "The sync failed") from exc
-    except Exception as exc:
-        if refused is not None and isinstance(exc, refused):
-            db.session.rollback()
-            raise RuleBroken(str(exc) or "Another sync is running on this connection; try again shortly.") from exc
-        raise
+    except RunError as exc:  # RunBusy: another run is active; RunRefused: not linked, inactive …
+        db.session.rollback()
+        raise RuleBroken(str(exc) or "Another sync is running on this connection; try again shortly.") from exc
     outcome = SyncOutcome(
         to_erp=_triples(getattr(result, "to_erp", [])), to_crm=_triples(getattr(result, "to_crm", [])),
         conflicts=[conflict_text(c) for c in getattr(result, "conflicts", None) or []],

@@ -9,7 +9,6 @@ company "Acme AS" (phone, name and country agree).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -38,10 +37,6 @@ from portal.models import (
 )
 from portal.services.erp_visibility import erp_tab_visible
 from tests.fakes.connector_app import FakeConnector
-
-ENGINE_MISSING = importlib.util.find_spec("portal.services.sync.engine") is None
-needs_engine = pytest.mark.skipif(ENGINE_MISSING, reason="the sync engine (portal.services.sync.engine, issue #4) "
-                                                         "is not there yet; Sync now tests run once it exists")
 
 CONFIG = {"cfg_Company": "ACME", "cfg_ApiKey": "s3cret-key", "cfg_Region": "north", "cfg_PageSize": "50"}
 
@@ -893,15 +888,6 @@ def test_disconnect_deletes_only_the_link_and_never_calls_the_connector(app, use
 # -------------------------------------------------------------------------------------------- sync now
 
 
-@pytest.mark.skipif(not ENGINE_MISSING, reason="the sync engine exists; the placeholder message is gone")
-def test_sync_now_says_it_is_not_available_until_the_engine_exists(app, user_client, conn, crm, acme_key):
-    connect(user_client, app, "company", crm["acme"], conn, acme_key, {"email": "erp", "orgnr": "erp"},
-            {"creditlimit": "1"})
-    response = user_client.post(url("company", crm["acme"], conn, "/sync"), htmx=True)
-    assert response.status_code == 200 and "Sync is not available yet" in text(response)
-
-
-@needs_engine
 def test_sync_now_reports_nothing_to_do_when_both_sides_agree(app, user_client, conn, crm, acme_key):
     connect(user_client, app, "company", crm["acme"], conn, acme_key, {"email": "erp", "orgnr": "erp"},
             {"creditlimit": "1"})
@@ -912,7 +898,6 @@ def test_sync_now_reports_nothing_to_do_when_both_sides_agree(app, user_client, 
         assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "erp.sync_now")) is not None
 
 
-@needs_engine
 def test_sync_now_shows_what_changed_on_each_side(app, user_client, conn, crm, acme_key, fake):
     connect(user_client, app, "company", crm["acme"], conn, acme_key, {"email": "erp", "orgnr": "erp"},
             {"creditlimit": "1"})
@@ -930,7 +915,6 @@ def test_sync_now_shows_what_changed_on_each_side(app, user_client, conn, crm, a
         assert db.session.get(Company, crm["acme"]).email == "new@acme.example"
 
 
-@needs_engine
 def test_sync_now_while_another_run_is_active_says_so(app, user_client, conn, crm, acme_key):
     connect(user_client, app, "company", crm["acme"], conn, acme_key, {"email": "erp", "orgnr": "erp"},
             {"creditlimit": "1"})
