@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.sync_bench                      # 10,000 links, 1,000 + 1,000 changes
     .venv/bin/python -m bench.sync_bench --links 2000 --changes 200 --batch 100
+    .venv/bin/python -m bench.sync_bench --trace-alloc        # + peak Python allocations (slower runs)
+    .venv/bin/python -m bench.sync_bench --profile /tmp/sync.html   # + a pyinstrument profile of each change run
 
 What it does (see bench/README.md):
 
@@ -17,7 +19,8 @@ What it does (see bench/README.md):
    * an incremental run with nothing changed again (after the changes: their echoes are skipped);
 4. prints a table: connector calls, run seconds, connector seconds (waiting on the connector), portal seconds
    (run − connector), the CPU seconds of the portal process during the run, peak RSS of the portal process so far
-   and the peak of Python allocations during the run (tracemalloc).
+   and, with ``--trace-alloc``, the peak of Python allocations during the run (tracemalloc: it slows the portal's
+   Python code about threefold, so the timings of a traced invocation are not the portal's speed).
 """
 
 from __future__ import annotations
@@ -225,8 +228,14 @@ def make_changes(work: Path, port: int, links: int, changes: int, round_no: int)
 # ------------------------------------------------------------------------------------------------ measuring
 
 
-def _one_run(batch: int) -> dict:
-    """One incremental run of the benchmark connection, in this process; its numbers as a dict."""
+def _one_run(batch: int, profile: str | None = None, trace: bool = False) -> dict:
+    """One incremental run of the benchmark connection, in this process; its numbers as a dict.
+
+    ``trace``: trace Python allocations during the run (tracemalloc) for the peak-allocation column. tracemalloc
+    hooks every allocation and makes the portal's Python code ~3x slower, so a traced run's seconds are not the
+    portal's speed (run the benchmark once with and once without ``--trace-alloc``). ``profile`` (a file name
+    ending in .txt, .html or .prof): profile the run (pyinstrument, or cProfile for .prof) into that file; its
+    timings are not comparable either."""
     from flask import current_app
 
     from portal.extensions import db
@@ -237,12 +246,22 @@ def _one_run(batch: int) -> dict:
     connection_id = runs.syncable_connections()[0].id
     run, _created = runs.request_run(connection_id, kind=RunKind.SYNC, trigger="cli", requested_by="benchmark")
     db.session.commit()
-    tracemalloc.start()
+    profiler = _profiler(profile)
+    if trace:
+        tracemalloc.start()
     cpu, started = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.start() if hasattr(profiler, "start") else profiler.enable()
     outcome = engine.execute_run(run.id)
+    if profiler is not None:
+        profiler.stop() if hasattr(profiler, "stop") else profiler.disable()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    _current, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    traced_peak = 0
+    if trace:
+        _current, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    if profiler is not None:
+        _write_profile(profiler, profile)
     row = db.session.get(SyncRun, run.id)
     result = {"status": str(outcome.status), "message": outcome.message, "seconds": seconds, "cpu_seconds": cpu,
               "connector_seconds": row.connector_seconds, "calls": outcome.counts.get("connector_calls", 0),
@@ -251,6 +270,27 @@ def _one_run(batch: int) -> dict:
               "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "batch": batch}
     db.session.commit()
     return result
+
+
+def _profiler(profile: str | None):
+    if not profile:
+        return None
+    if profile.endswith(".prof"):
+        import cProfile
+
+        return cProfile.Profile()
+    from pyinstrument import Profiler  # not a requirement: pip install pyinstrument to profile
+
+    return Profiler(interval=0.0005)
+
+
+def _write_profile(profiler, profile: str) -> None:
+    if profile.endswith(".prof"):
+        profiler.dump_stats(profile)
+    elif profile.endswith(".html"):
+        Path(profile).write_text(profiler.output_html())
+    else:
+        Path(profile).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
 
 
 def serve_runs(work: Path, port: int) -> None:
@@ -264,7 +304,9 @@ def serve_runs(work: Path, port: int) -> None:
             command = line.split()
             if not command or command[0] != "run":
                 break
-            print(json.dumps(_one_run(int(command[1]))), flush=True)
+            profile = command[2] if len(command) > 2 and command[2] != "-" else None
+            trace = len(command) > 3 and command[3] == "trace"
+            print(json.dumps(_one_run(int(command[1]), profile, trace)), flush=True)
 
 
 class _Runner:
@@ -276,8 +318,8 @@ class _Runner:
                                          str(port)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def run(self, batch: int) -> dict:
-        self.process.stdin.write(f"run {batch}\n")
+    def run(self, batch: int, profile: str | None = None, trace: bool = False) -> dict:
+        self.process.stdin.write(f"run {batch} {profile or '-'} {'trace' if trace else 'notrace'}\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -301,7 +343,8 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = False, out=sys.stdout) -> list[dict]:
+def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = False, out=sys.stdout,
+                  profile: str | None = None, trace: bool = False) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
     server, port = start_demo_erp(work)
     results = []
@@ -311,13 +354,19 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
         build(work, port, links)
         print(f"setup: {links:,} linked companies in {time.perf_counter() - started:.1f} s ({work})", file=out)
         runner = _Runner(work, port)
-        runner.run(200)  # warm-up: the web process that runs the scheduler is long-lived
-        results.append({"scenario": f"{links:,} links, nothing changed", **runner.run(200)})
+        runner.run(200, trace=trace)  # warm-up: the web process that runs the scheduler is long-lived
+        results.append({"scenario": f"{links:,} links, nothing changed", **runner.run(200, trace=trace)})
         for round_no, batch in enumerate(batches, start=1):
             make_changes(work, port, links, changes, round_no)
+            target = None
+            if profile:
+                stem, dot, ext = profile.rpartition(".")
+                name = f"{stem}-{round_no}-batch{batch}.{ext}" if dot else f"{profile}-{round_no}-batch{batch}"
+                target = str(Path(name).resolve())
             results.append({"scenario": f"{links:,} links, {changes:,} CRM + {changes:,} ERP changes",
-                            **runner.run(batch)})
-        results.append({"scenario": f"{links:,} links, nothing changed (after the changes)", **runner.run(200)})
+                            **runner.run(batch, target, trace)})
+        results.append({"scenario": f"{links:,} links, nothing changed (after the changes)",
+                        **runner.run(200, trace=trace)})
     finally:
         if runner is not None:
             runner.close()
@@ -333,7 +382,7 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
     rows = [[r["scenario"], str(r["batch"]), r["status"], f"{r['records']:,}", f"{r['to_crm']:,}", f"{r['to_erp']:,}",
              str(r["calls"]), f"{r['seconds']:.2f}", f"{r['connector_seconds']:.2f}",
              f"{r['seconds'] - r['connector_seconds']:.2f}", f"{r['cpu_seconds']:.2f}", f"{r['rss_peak_mb']:.0f}",
-             f"{r['traced_peak_mb']:.1f}"] for r in results]
+             f"{r['traced_peak_mb']:.1f}" if trace else "-"] for r in results]
     print(_table(rows, ["Scenario", "Batch", "Status", "Records", "To CRM", "To ERP", "Connector calls",
                         "Run s", "Connector s", "Portal s", "Portal CPU s", "Peak RSS MB", "Peak alloc MB"]),
           file=out)
@@ -346,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=1_000)
     parser.add_argument("--batch", type=int, action="append", help="batch size(s) of the change run (default 200)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary databases")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile each change run into FILE-<round>-batch<N>.<ext> (.txt/.html: pyinstrument, "
+                             ".prof: cProfile); profiled timings are not comparable")
+    parser.add_argument("--trace-alloc", action="store_true",
+                        help="trace Python allocations during the runs (tracemalloc) for the Peak alloc column; "
+                             "slows the portal's Python code ~3x, so the seconds of such runs are not its speed")
     parser.add_argument("--measure", metavar="WORKDIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -354,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.changes * 2 > args.links:
         parser.error("--changes can be at most half of --links")
-    run_benchmark(args.links, args.changes, args.batch or [200], keep=args.keep)
+    run_benchmark(args.links, args.changes, args.batch or [200], keep=args.keep, profile=args.profile,
+                  trace=args.trace_alloc)
     return 0
 
 

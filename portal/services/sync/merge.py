@@ -81,7 +81,8 @@ from datetime import UTC, date, datetime
 
 from portal.services.values import is_blank
 
-__all__ = ["Conflict", "FieldRule", "MergeResult", "POLICIES", "MODES", "apply", "merge", "record_hash"]
+__all__ = ["Conflict", "FieldRule", "MergeResult", "POLICIES", "MODES", "PreparedRules", "apply", "merge",
+           "merge_prepared", "prepare", "record_hash"]
 
 POLICIES = ("priority", "newest", "crm", "erp")
 MODES = ("sync", "from_crm", "from_erp")
@@ -315,6 +316,140 @@ def merge(
             )
         )
     return result
+
+
+# ------------------------------------------------------------------------------------ merging many records
+
+
+class PreparedRules:
+    """Rules merged by key once (the first step of every ``merge`` call), for merging many records with the same
+    rules: ``merge_prepared(prepare(rules), …)`` returns exactly what ``merge(rules, …)`` returns."""
+
+    __slots__ = ("by_key", "items")
+
+    def __init__(self, rules: Sequence[FieldRule]) -> None:
+        self.by_key: dict[str, FieldRule] = _rules_by_key(rules)
+        self.items: tuple[tuple[str, bool, bool], ...] = tuple(
+            (key, rule.to_crm, rule.to_erp) for key, rule in self.by_key.items())
+
+
+def prepare(rules: Sequence[FieldRule]) -> PreparedRules:
+    return PreparedRules(rules)
+
+
+# Exact types for which ``a == b`` is what ``_same`` decides when both values have that type (no bool/number mix,
+# no NaN, no exotic ``__eq__``); anything else goes through ``_same``.
+_PLAIN_TYPES = frozenset({str, int, type(None)})
+
+
+def merge_prepared(
+    prepared: PreparedRules,
+    base: Mapping,
+    crm: Mapping,
+    erp: Mapping,
+    *,
+    policy: str,
+    crm_rank: int = 0,
+    erp_rank: int = 1,
+    crm_changed_at: datetime | None = None,
+    erp_changed_at: datetime | None = None,
+    no_blank: bool = False,
+    mode: str = "sync",
+    erp_name: str = "ERP",
+) -> MergeResult:
+    """``merge`` for rules prepared once (``prepare``): the same rule, the same result, less work per record —
+    plain values (text, integers, blanks) are compared inline, the conflict decider is only built when a field
+    is in conflict, and a field whose sides agree is settled without further checks. The equivalence with
+    ``merge`` is property-tested (tests/unit/test_engine_fastpath.py)."""
+    policy = str(policy)
+    mode = str(mode)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown conflict policy {policy!r}")
+    if mode not in MODES:
+        raise ValueError(f"unknown merge mode {mode!r}")
+    base = base or {}
+    crm = crm or {}
+    erp = erp or {}
+    decider = None
+    new_base = dict(base)
+    to_crm: dict[str, object] = {}
+    to_erp: dict[str, object] = {}
+    conflicts: list[Conflict] = []
+    skipped_blank: list[str] = []
+    plain = _PLAIN_TYPES
+    missing = _MISSING
+    sync = mode == "sync"
+
+    for key, rule_to_crm, rule_to_erp in prepared.items:
+        c = crm.get(key)
+        e = erp.get(key)
+        kind = type(c)
+        if kind is type(e) and kind in plain:
+            if c == e:
+                new_base[key] = c
+                continue
+        elif _same(c, e):
+            new_base[key] = c
+            continue
+
+        if not sync:
+            from_crm = mode == "from_crm"
+            allowed = rule_to_erp if from_crm else rule_to_crm
+            if not allowed:
+                continue
+            source, target = (c, e) if from_crm else (e, c)
+            if no_blank and is_blank(source) and not is_blank(target):
+                skipped_blank.append(key)
+                continue
+            (to_erp if from_crm else to_crm)[key] = source
+            new_base[key] = source
+            continue
+
+        b = base.get(key, missing)
+        has_base = b is not missing
+        if has_base:
+            kind = type(b)
+            if kind is type(e) and kind in plain:
+                erp_kept = b == e
+            else:
+                erp_kept = _same(e, b)
+            if erp_kept:  # only the CRM changed
+                if rule_to_erp:
+                    if no_blank and is_blank(c) and not is_blank(e):
+                        skipped_blank.append(key)
+                    else:
+                        to_erp[key] = c
+                        new_base[key] = c
+                continue
+            if kind is type(c) and kind in plain:
+                crm_kept = b == c
+            else:
+                crm_kept = _same(c, b)
+            if crm_kept:  # only the ERP changed
+                if rule_to_crm:
+                    if no_blank and is_blank(e) and not is_blank(c):
+                        skipped_blank.append(key)
+                    else:
+                        to_crm[key] = e
+                        new_base[key] = e
+                continue
+
+        # Both changed, or never agreed: a conflict.
+        if not rule_to_crm and not rule_to_erp:
+            continue
+        if decider is None:
+            decider = _Decider(policy, crm_rank, erp_rank, crm_changed_at, erp_changed_at, erp_name)
+        winner, text = decider.decide(prepared.by_key[key], has_base)
+        value, target = (c, e) if winner == "crm" else (e, c)
+        if no_blank and is_blank(value) and not is_blank(target):
+            skipped_blank.append(key)
+            continue
+        (to_erp if winner == "crm" else to_crm)[key] = value
+        new_base[key] = value
+        conflicts.append(Conflict(key=key, base=b if has_base else None, crm=c, erp=e, winner=winner, value=value,
+                                  rule=text, has_base=has_base))
+    return MergeResult(to_crm=to_crm, to_erp=to_erp, new_base=new_base, conflicts=conflicts,
+                       skipped_blank=skipped_blank)
 
 
 def apply(result: MergeResult, crm: Mapping, erp: Mapping) -> tuple[dict, dict]:
