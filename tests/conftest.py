@@ -71,6 +71,22 @@ def app_ctx(app):
 _HASHES: dict[str, str] = {}
 
 
+@pytest.fixture(scope="module")
+def fake_server():
+    """A fake connector served on 127.0.0.1 for the whole test module (tests/fakes/connector_app.py)."""
+    from tests.fakes.connector_app import FakeConnector
+
+    with FakeConnector() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server):
+    """The module's fake connector, reset to its seed state and with no faults scripted."""
+    fake_server.reset()
+    return fake_server
+
+
 def make_user(email: str, *, role: str = "user", licence: bool = False, name: str | None = None,
               password: str = PASSWORD):
     from portal.models import User

@@ -2,7 +2,7 @@
 connection, following the pattern of tests/integration/test_sync_tab.py.
 
 Bind the fixtures in a test module with
-``fake_server, fake, connector = helpers_mapping.fake_server, helpers_mapping.fake, helpers_mapping.connector``.
+``connector = helpers_mapping.connector`` (the ``fake`` fixtures come from tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,21 +12,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEvent, Connection, Connector, ErpField
-from tests.fakes.connector_app import FakeConnector
 
 CONFIG = {"cfg_Company": "ACME", "cfg_ApiKey": "s3cret-key", "cfg_Region": "north", "cfg_PageSize": "50"}
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from portal.models import (
     UserGroup,
 )
 from portal.services.erp_visibility import erp_tab_visible
-from tests.fakes.connector_app import FakeConnector
 
 CONFIG = {"cfg_Company": "ACME", "cfg_ApiKey": "s3cret-key", "cfg_Region": "north", "cfg_PageSize": "50"}
 
@@ -57,18 +56,6 @@ PERSON_MAP = {
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
 
 
 def _token(html: str) -> str:

@@ -32,23 +32,10 @@ from portal.models import (
 from portal.services import importer
 from portal.services.connections import apply_catalogue, fetch_catalogue
 from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
-from tests.fakes.connector_app import FakeConnector
 
 CUSTOMER_MAP = {"name": "name", "orgnr": "vat_no", "email": "email", "phone": "phone", "country": "country_id"}
 PERSON_MAP = {"firstname": "first_name", "lastname": "last_name", "email": "email", "phone": "phone_mobile",
               "birthdate": "birth_date"}
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
 
 
 def _map(connection: Connection, actor_type: str, mapping: dict[str, str | None]) -> None:

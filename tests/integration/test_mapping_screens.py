@@ -17,7 +17,7 @@ from tests.integration import helpers_mapping
 from tests.integration.helpers_mapping import audit_actions, define_connection, erp_field, field_id
 
 # the shared fixtures (a FakeConnector per module, reset per test; its connector row)
-fake_server, fake, connector = helpers_mapping.fake_server, helpers_mapping.fake, helpers_mapping.connector
+connector = helpers_mapping.connector
 
 
 @pytest.fixture

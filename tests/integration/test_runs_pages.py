@@ -18,18 +18,6 @@ from tests.conftest import csrf_token_from
 from tests.fakes.connector_app import FakeConnector
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
-
-
 @pytest.fixture
 def synced(app, fake):
     """A connection with three linked companies, a run that wrote to both sides and had a conflict."""

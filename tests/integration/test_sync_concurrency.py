@@ -19,18 +19,6 @@ from tests.fakes.connector_app import FakeConnector
 THREADS = 20
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
-
-
 @pytest.fixture
 def linked(app, fake):
     with app.app_context():

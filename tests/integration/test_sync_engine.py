@@ -13,18 +13,6 @@ from tests import sync_support as s
 from tests.fakes.connector_app import FakeConnector
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
-
-
 @pytest.fixture
 def ctx(app):
     with app.app_context():

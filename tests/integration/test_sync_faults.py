@@ -12,19 +12,6 @@ from portal.connectors.service import ProtocolError
 from portal.extensions import db
 from portal.models import Connection, RunStatus
 from tests import sync_support as s
-from tests.fakes.connector_app import FakeConnector
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
 
 
 @pytest.fixture

@@ -9,49 +9,11 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEvent, Connection, Connector, SyncSettings
-from tests.fakes.connector_app import FakeConnector
+from tests.integration import helpers_mapping
 
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server):
-    fake_server.reset()
-    return fake_server
-
-
-@pytest.fixture
-def connector(app, fake):
-    with app.app_context():
-        row = Connector(name="Fake ERP", url=fake.url)
-        db.session.add(row)
-        db.session.commit()
-        return row.id
-
-
-CONFIG = {"cfg_Company": "ACME", "cfg_ApiKey": "s3cret-key", "cfg_Region": "north", "cfg_PageSize": "50"}
-
-
-def _connection_form(connector_id, **extra):
-    data = {"name": "Fake production", "connector_id": str(connector_id), "description": "Main ERP",
-            "scope": "everyone", "all_can_create": "1", "conflict_policy": "priority", **CONFIG}
-    data.update(extra)
-    return data
-
-
-def _define_connection(admin_client, connector_id, **extra) -> int:
-    data = _connection_form(connector_id, **extra)
-    tested = admin_client.post("/settings/connections/new", data={**data, "action": "test"}, htmx=True)
-    assert tested.status_code == 200, tested.get_data(as_text=True)
-    token = _token(tested.get_data(as_text=True))
-    saved = admin_client.post("/settings/connections/new", data={**data, "action": "save", "test_token": token},
-                              htmx=True)
-    assert saved.status_code == 200 and "HX-Redirect" in saved.headers, saved.get_data(as_text=True)
-    return int(saved.headers["HX-Redirect"].split("connection=")[1])
+connector = helpers_mapping.connector
+_connection_form = helpers_mapping.connection_form
+_define_connection = helpers_mapping.define_connection
 
 
 def _token(html: str) -> str:
