@@ -247,10 +247,8 @@ def crm_choices(erp_field: ErpField, crm_type: str, used: Mapping[str, ErpField]
     return choices
 
 
-def direction_to_crm(erp_field: ErpField, crm_type: str, crm_key: str | None,
-                     elsewhere: Mapping[tuple[str, str], str]) -> Availability:
-    if erp_field.missing_in_erp:
-        return Availability(False, "the ERP no longer offers this field")
+def _target_problem(erp_field: ErpField, crm_type: str, crm_key: str | None) -> Availability | None:
+    """Why no direction can be set toward/from the chosen CRM field (None when the target is usable)."""
     if not crm_key:
         return Availability(False, "no CRM field is chosen")
     target = crm_field(crm_type, crm_key)
@@ -259,6 +257,17 @@ def direction_to_crm(erp_field: ErpField, crm_type: str, crm_key: str | None,
     ok, why = compatible(erp_field.field_type, target.type)
     if not ok:
         return Availability(False, why)
+    return None
+
+
+def direction_to_crm(erp_field: ErpField, crm_type: str, crm_key: str | None,
+                     elsewhere: Mapping[tuple[str, str], str]) -> Availability:
+    if erp_field.missing_in_erp:
+        return Availability(False, "the ERP no longer offers this field")
+    problem = _target_problem(erp_field, crm_type, crm_key)
+    if problem is not None:
+        return problem
+    target = crm_field(crm_type, crm_key)
     other = elsewhere.get((crm_type, crm_key))
     if other:
         return Availability(False, f"CRM field {target.label} is already the to-CRM target of connection {other}")
@@ -273,15 +282,7 @@ def direction_to_erp(erp_field: ErpField, crm_type: str, crm_key: str | None) ->
                                    "so it cannot be written")
     if erp_field.field_type == FieldType.LABEL:
         return Availability(False, "a Label field is static text and cannot be written to the ERP")
-    if not crm_key:
-        return Availability(False, "no CRM field is chosen")
-    target = crm_field(crm_type, crm_key)
-    if target is None:
-        return Availability(False, f"CRM field {crm_key} no longer exists")
-    ok, why = compatible(erp_field.field_type, target.type)
-    if not ok:
-        return Availability(False, why)
-    return Availability(True)
+    return _target_problem(erp_field, crm_type, crm_key) or Availability(True)
 
 
 def has_value_source(erp_field: ErpField) -> bool:
