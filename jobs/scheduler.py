@@ -16,6 +16,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from portal.database import CHECKPOINT_SECONDS
+
 log = logging.getLogger(__name__)
 
 _state: dict = {"app": None, "scheduler": None, "lock": None}
@@ -95,6 +97,8 @@ def start_scheduler(app) -> BackgroundScheduler | None:
     sched.add_job(tasks.reap_stale_runs, "interval", seconds=REAP_SECONDS, id="reap-stale-runs",
                   replace_existing=True)
     sched.add_job(tasks.prune_sync_log, "interval", seconds=PRUNE_SECONDS, id="prune-sync-log",
+                  replace_existing=True)
+    sched.add_job(tasks.checkpoint_database, "interval", seconds=CHECKPOINT_SECONDS, id="checkpoint-database",
                   replace_existing=True)
     sched.start()
     _state["scheduler"] = sched

@@ -67,3 +67,15 @@ def prune_sync_log() -> None:
     from portal.services.sync import runs
 
     _in_context(runs.prune_log)
+
+
+def checkpoint_database() -> None:
+    """SQLite: move the write-ahead log into the database file in the background (see portal.database)."""
+    _in_context(_checkpoint)
+
+
+def _checkpoint() -> None:
+    from portal.database import checkpoint_wal
+    from portal.extensions import db
+
+    checkpoint_wal(db.engine)

@@ -1,12 +1,23 @@
-"""Database conventions: naive-UTC timestamps and SQLite pragmas."""
+"""Database conventions: naive-UTC timestamps, SQLite pragmas and the SQLite WAL checkpoint."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+# SQLite runs in WAL mode: a commit appends pages to the write-ahead log, and a *checkpoint* copies them back into
+# the database file and syncs it to disk. By default the commit that takes the log past 1,000 pages (4 MB) does
+# that itself, so a batch of the sync engine (or any web request) now and then waits tens of milliseconds on the
+# disk. The web process's scheduler checkpoints in the background instead (jobs.tasks.checkpoint_database, every
+# CHECKPOINT_SECONDS), where it overlaps with everything else; the automatic checkpoint stays as a backstop at a
+# higher mark so the log stays bounded in processes without a scheduler (CLI commands, a scheduler switched off).
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # ~40 MB of log before a commit checkpoints by itself
+WAL_SIZE_LIMIT_BYTES = 64 * 2**20  # the log file is truncated back to this size when it is reset
+CHECKPOINT_SECONDS = 2
 
 
 def utcnow() -> datetime:
@@ -23,4 +34,26 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cursor.close()
+
+
+class Checkpoint(NamedTuple):
+    """What ``PRAGMA wal_checkpoint`` answered: whether it was blocked, the frames in the log, and how many of
+    them are now in the database file."""
+
+    busy: bool
+    log_frames: int
+    checkpointed: int
+
+
+def checkpoint_wal(engine: Engine) -> Checkpoint | None:
+    """Copy the SQLite write-ahead log back into the database file without blocking readers or writers (a PASSIVE
+    checkpoint: it copies what no reader still needs and leaves the rest for the next one). None on other
+    databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with engine.connect() as conn:
+        busy, log_frames, checkpointed = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    return Checkpoint(bool(busy), int(log_frames), int(checkpointed))
