@@ -272,13 +272,14 @@ def _require_licence(user) -> None:
 
 def _conflicts(link: Link) -> list[SyncChange]:
     """The conflicts recorded by the most recent sync run that touched this link."""
-    latest = db.session.scalar(select(SyncChange.run_id).where(SyncChange.link_id == link.id,
-                                                               SyncChange.run_id.is_not(None))
+    # By the record first (the change log's record index), then the link: the log may hold millions of rows
+    this_link = (SyncChange.crm_type == link.crm_type, SyncChange.crm_id == link.crm_id,
+                 SyncChange.link_id == link.id)
+    latest = db.session.scalar(select(SyncChange.run_id).where(*this_link, SyncChange.run_id.is_not(None))
                                .order_by(SyncChange.id.desc()).limit(1))
     if latest is None:
         return []
-    return list(db.session.scalars(select(SyncChange).where(SyncChange.link_id == link.id,
-                                                            SyncChange.run_id == latest,
+    return list(db.session.scalars(select(SyncChange).where(*this_link, SyncChange.run_id == latest,
                                                             SyncChange.conflict.is_(True))
                                    .order_by(SyncChange.id)))
 

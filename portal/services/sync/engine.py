@@ -7,9 +7,12 @@ A. **ERP changes** — ``GetActorsByTimestamp`` from the connection's cursor, pa
    ``erp_last_modified`` was already merged at exactly that state (a repeat of the inclusive call, or the echo
    of our own SaveActors) and is skipped.
 B. **CRM changes** — linked records whose ``updated_at`` is later than the link's ``crm_synced_at``, plus links
-   whose previous sync failed (``retry_at`` passed); keyset-paged SQL, never all links at once.
-C. For each batch (``SYNC_BATCH_SIZE``, default 200): the missing side is read (one ``GetActors`` per batch; CRM
-   rows by id), each record goes through the three-way merge (``merge.py``) against the link's base, ERP writes
+   whose previous sync failed (``retry_at`` passed); keyset-paged SQL, never all links at once. Once a run has
+   gone through all of them, the connection keeps a *CRM mark* per actor type (``Connection.crm_cursors``: when
+   that pass started, minus ``CRM_LOOKBACK``), and later runs only look at records changed since the mark (the
+   ``updated_at`` index), so the cost follows the changes, not the number of links.
+C. For each batch (``SYNC_BATCH_SIZE``, default 200): the missing side is read (one ``GetActors`` per batch; the
+   CRM rows come with the links, in the same SELECT), each record goes through the three-way merge (``merge.py``) against the link's base, ERP writes
    go out in one ``SaveActors`` per batch (a business error makes it retry record by record to isolate the bad
    one), the answer is merged once more (it is what the ERP now stores), and one short database transaction
    applies the CRM writes, the link bases and markers and the change log. No transaction is open during a
@@ -30,6 +33,7 @@ import random
 import threading
 import time
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 
 from flask import current_app
-from sqlalchemy import Date, DateTime, bindparam, func, or_, select, update
+from sqlalchemy import Date, DateTime, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from portal.connectors.client import ConnectorClient, ConnectorError
@@ -75,6 +79,10 @@ RETRY_CAP_SECONDS = 6 * 3600
 _IN_CHUNK = 500  # values per SQL IN (...)
 _MICROSECOND = timedelta(microseconds=1)
 HEARTBEAT_SECONDS = 30  # besides after every batch, before a connector call when the last beat is this old
+# How far back of the start of its last complete pass a run looks for CRM changes (``Connection.crm_cursors``):
+# a record saved by a transaction that was still open when that pass read the table carries an ``updated_at``
+# from before the pass started; the look-back takes in any transaction shorter than this.
+CRM_LOOKBACK = timedelta(minutes=10)
 
 # Connector error codes that are about the connection, not one record: they fail the run.
 TRANSPORT_CODES = frozenset({"TIMEOUT", "UNREACHABLE", "BAD_RESPONSE", "TOO_LARGE", "REDIRECT",
@@ -186,10 +194,18 @@ class TypePlan:
         crm_keys = list(dict.fromkeys(f.crm_key for f in self.fields))
         self.columns = [self.model.id, self.model.updated_at] + [getattr(self.model, k) for k in crm_keys
                                                                  if k not in ("id", "updated_at")]
+        # The CRM row of a record as the engine uses it: by position (plan.crm_text) and by column key (fieldmap)
+        self.row_type = namedtuple("CrmRow", [column.key for column in self.columns])
         # Statements built once per run, the id lists as expanding parameters (no per-value coercion, one cache key)
         self.sql_rows = select(*self.columns).where(self.model.id.in_(bindparam("ids", expanding=True)))
-        self.sql_updated = (select(self.model.id, self.model.updated_at)
-                            .where(self.model.id.in_(bindparam("ids", expanding=True))).with_for_update())
+        # links with their CRM rows (_LINK_COLUMNS, then self.columns): one SELECT reads both sides of a batch
+        self.sql_linked = (select(*_LINK_COLUMNS, *self.columns).join(self.model, self.model.id == Link.crm_id)
+                           .where(Link.erp_actor_type == self.actor_type, Link.crm_type == self.crm_type))
+        self.sql_links_by_key = self.sql_linked.where(Link.connection_id == bindparam("connection_id"),
+                                                      Link.erp_key.in_(bindparam("keys", expanding=True)))
+        # what the transaction that applies a batch checks first: the link still there, the record not changed since
+        self.sql_check = (select(Link.id, self.model.updated_at).join(self.model, self.model.id == Link.crm_id)
+                          .where(Link.id.in_(bindparam("ids", expanding=True))).with_for_update())
         self.required = {f.crm_key for f in self.fields
                          if (spec := crm_field(self.crm_type, f.crm_key)) is not None and spec.required}
         # Text-to-text and list-to-list fields take a fast path (see _erp_values/_crm_values), the rest go through
@@ -455,10 +471,17 @@ _CHANGE_DEFAULTS = {"link_id": None, "erp_actor_type": "", "erp_key": "", "erp_f
 _LINK_COLUMNS = (Link.id, Link.crm_id, Link.erp_key, Link.base, Link.crm_synced_at, Link.erp_last_modified,
                  Link.status, Link.failures, Link.retry_at, Link.last_synced_at, Link.parent_erp_key)
 _LINK_WIDTH = len(_LINK_COLUMNS)
-_SQL_LINKS_BY_KEY = select(*_LINK_COLUMNS).where(
-    Link.connection_id == bindparam("connection_id"), Link.erp_actor_type == bindparam("actor_type"),
-    Link.crm_type == bindparam("crm_type"), Link.erp_key.in_(bindparam("keys", expanding=True)))
-_SQL_LINK_IDS = select(Link.id).where(Link.id.in_(bindparam("ids", expanding=True)))
+# Statements of every batch, built once (building one costs about what running it does)
+_SQL_BATCH_HEARTBEAT = (
+    update(SyncRun).where(SyncRun.id == bindparam("run_id"), SyncRun.status == RunStatus.RUNNING)
+    .values(heartbeat_at=bindparam("heartbeat_at"), progress_done=bindparam("progress_done"),
+            progress_total=bindparam("progress_total"), connector_seconds=bindparam("connector_seconds"),
+            counts=bindparam("counts", type_=SyncRun.counts.type))
+    .execution_options(synchronize_session=False))
+_SQL_CURSORS = select(Connection.cursors).where(Connection.id == bindparam("connection_id"))
+_SQL_SET_CURSORS = (update(Connection).where(Connection.id == bindparam("connection_id"))
+                    .values(cursors=bindparam("cursors", type_=Connection.cursors.type))
+                    .execution_options(synchronize_session=False))
 
 
 class _Item:
@@ -469,15 +492,16 @@ class _Item:
                  "bad", "result", "crm_write", "errors", "sent", "new_lm", "outcome", "message", "reread",
                  "authors")
 
-    def __init__(self, row) -> None:
-        # row: the _LINK_COLUMNS first, in their order (unpacked: attribute access on a Row costs more)
+    def __init__(self, row, plan: TypePlan | None = None) -> None:
+        # row: the _LINK_COLUMNS first, in their order (unpacked: attribute access on a Row costs more), then —
+        # with ``plan`` — the CRM record's plan.columns
         (self.link_id, self.crm_id, self.erp_key, base, self.crm_synced_at, self.erp_last_modified, self.status,
          failures, self.retry_at, self.last_synced_at, self.parent_erp_key) = row[:_LINK_WIDTH]
         # a fresh dict per row (the JSON column is decoded per row) that nothing modifies: no copy needed
         self.base: dict = base if type(base) is dict else dict(base or {})
         self.failures = failures or 0
         self.actor: dict | None = None
-        self.row = None
+        self.row = plan.row_type._make(row[_LINK_WIDTH:]) if plan is not None else None
         self.crm_updated_at: datetime | None = None
         self.crm_vals: dict = {}
         self.erp_vals: dict = {}
@@ -569,6 +593,7 @@ class _Context:
         self.guid = connection.guid
         self.policy = str(connection.conflict_policy or "priority")
         self.cursors = dict(connection.cursors or {})
+        self.crm_cursors = dict(connection.crm_cursors or {})
         entries = priority_entries()
         self.ranks = {entry_id: rank for rank, (entry_id, _label) in enumerate(entries)}
         self.names = {entry_id: label for entry_id, label in entries}
@@ -774,7 +799,7 @@ def _execute(ctx: _Context) -> None:
 
 
 def _sync_type(ctx: _Context, plan: TypePlan) -> None:
-    processed: set[int] = set()
+    processed: set[int] = set()  # CRM record ids merged in this pass (one link per record and connection)
     _erp_changes(ctx, plan, processed)
     _crm_changes(ctx, plan, processed)
 
@@ -819,7 +844,7 @@ def _erp_page(ctx: _Context, plan: TypePlan, processed: set[int], since: str, pa
             ctx.total += len(items)
             # the cursor moves in the transaction that applies the chunk's changes (not before they are applied)
             _process(ctx, plan, items, "sync", cursor=cursor)
-            processed.update(it.link_id for it in items)
+            processed.update(it.crm_id for it in items)
             for it in items:
                 if it.actor is not None:
                     seen[it.erp_key] = str(it.actor.get("LastModified") or "")
@@ -836,8 +861,8 @@ def _items_for_actors(ctx: _Context, plan: TypePlan, actors: Sequence[dict], see
     keys = list(latest)
     conn = _conn()
     for chunk in _chunks(keys, _IN_CHUNK):
-        for row in conn.execute(_SQL_LINKS_BY_KEY, {"connection_id": ctx.connection_id, "actor_type": plan.actor_type,
-                                                    "crm_type": plan.crm_type, "keys": list(chunk)}).all():
+        for row in conn.execute(plan.sql_links_by_key, {"connection_id": ctx.connection_id,
+                                                        "keys": list(chunk)}).all():
             links[row[2]] = row  # erp_key
     db.session.commit()
     items = []
@@ -853,7 +878,7 @@ def _items_for_actors(ctx: _Context, plan: TypePlan, actors: Sequence[dict], see
         if stamp and row.erp_last_modified == stamp and row.status == LinkStatus.OK and not retry_due:
             ctx.count("erp_repeats")  # inclusive timestamp or the echo of our own write: already merged
             continue
-        item = _Item(row)
+        item = _Item(row, plan)
         item.actor = actor
         items.append(item)
     ctx.count("erp_changes", len(items))
@@ -873,40 +898,128 @@ def _write_cursor(ctx: _Context, actor_type: str, stamp: str) -> str | None:
     if current and stamp_key(stamp) <= stamp_key(current):
         return None
     conn = _conn()
-    cursors = dict(conn.scalar(select(Connection.cursors).where(Connection.id == ctx.connection_id)) or {})
+    cursors = dict(conn.scalar(_SQL_CURSORS, {"connection_id": ctx.connection_id}) or {})
     if cursors.get(actor_type) and stamp_key(cursors[actor_type]) >= stamp_key(stamp):
         return stamp
     cursors[actor_type] = stamp
-    conn.execute(update(Connection).where(Connection.id == ctx.connection_id).values(cursors=cursors)
-                 .execution_options(synchronize_session=False))
+    conn.execute(_SQL_SET_CURSORS, {"connection_id": ctx.connection_id, "cursors": cursors})
     return stamp
 
 
 def _crm_changes(ctx: _Context, plan: TypePlan, processed: set[int]) -> None:
+    """Part B: the linked records changed in the CRM since their last sync, and the links due for a retry.
+
+    With a CRM mark (``Connection.crm_cursors``) only the records saved since the mark are looked at (the
+    ``updated_at`` index), plus the links whose retry is due (the ``retry_at`` index); without one (the first run
+    of the actor type) every link is. The mark moves to the start of this pass minus ``CRM_LOOKBACK`` once the
+    pass has gone through everything — a run that fails midway leaves it where it was."""
     model = plan.model
-    now = utcnow()
-    changed = or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at, Link.retry_at <= now)
-    where = (Link.connection_id == ctx.connection_id, Link.erp_actor_type == plan.actor_type,
-             Link.crm_type == plan.crm_type, Link.status == LinkStatus.OK, changed)
-    base = select(*_LINK_COLUMNS).join(model, model.id == Link.crm_id).where(*where)
-    # the same rows counted without a subquery of all their columns
-    pending = _conn().scalar(select(func.count()).select_from(Link).join(model, model.id == Link.crm_id)
-                             .where(*where)) or 0
-    ctx.total += max(0, pending - len(processed))
-    page = base.where(Link.id > bindparam("last_id")).order_by(Link.id).limit(ctx.batch_size)
+    started = utcnow()
+    mark = _crm_mark(ctx, plan.actor_type)
+    where = (Link.connection_id == ctx.connection_id, Link.status == LinkStatus.OK)
+    unsynced = or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at)
+    if mark is None:
+        changed = plan.sql_linked.where(*where, or_(unsynced, Link.retry_at <= started))
+        # the same rows counted without a subquery of all their columns
+        pending = _conn().scalar(select(func.count()).select_from(Link).join(model, model.id == Link.crm_id)
+                                 .where(Link.erp_actor_type == plan.actor_type, Link.crm_type == plan.crm_type,
+                                        *where, or_(unsynced, Link.retry_at <= started))) or 0
+        ctx.total += max(0, pending - len(processed))
+        for rows in _pages_by_link(ctx, changed):
+            _crm_batch(ctx, plan, rows, processed)
+    else:
+        # Links whose retry is due: found by the retry_at index alone (with the connection in the same WHERE,
+        # SQLite would rather walk all of the connection's links), then read by id.
+        due = [row[0] for row in _conn().execute(
+            select(Link.id, Link.connection_id, Link.erp_actor_type, Link.crm_type, Link.status)
+            .where(Link.retry_at <= started))
+            if row[1:] == (ctx.connection_id, plan.actor_type, plan.crm_type, LinkStatus.OK)]
+        db.session.commit()
+        by_id = plan.sql_linked.where(Link.id.in_(bindparam("ids", expanding=True)))
+        for ids in _chunks(due, ctx.batch_size):
+            rows = _conn().execute(by_id, {"ids": list(ids)}).all()
+            db.session.commit()
+            _crm_batch(ctx, plan, rows, processed, count_total=True)
+        # By the link's record key (connection, CRM type, record id: its unique index) with the actor type
+        # checked here: asked for in SQL, it makes SQLite walk every link of the actor type instead.
+        saved = (select(*_LINK_COLUMNS, *plan.columns, Link.erp_actor_type)
+                 .join(model, model.id == Link.crm_id)
+                 .where(*where, Link.crm_type == plan.crm_type, Link.crm_id.in_(bindparam("ids", expanding=True)),
+                        unsynced))
+        for ids in _records_saved_since(model, mark, ctx.batch_size):
+            ids = [record_id for record_id in ids if record_id not in processed]  # e.g. written by part A
+            if not ids:
+                continue
+            rows = [row[:-1] for row in _conn().execute(saved, {"ids": ids}).all() if row[-1] == plan.actor_type]
+            db.session.commit()
+            _crm_batch(ctx, plan, rows, processed, count_total=True)
+    _set_crm_mark(ctx, plan.actor_type, started - CRM_LOOKBACK)
+
+
+def _crm_batch(ctx: _Context, plan: TypePlan, rows: Sequence, processed: set[int], count_total: bool = False) -> None:
+    items = [_Item(row, plan) for row in rows if row[1] not in processed]  # row[1]: Link.crm_id
+    if not items:
+        return
+    processed.update(it.crm_id for it in items)  # a record saved again later in the pass is not merged twice
+    ctx.count("crm_changes", len(items))
+    if count_total:
+        ctx.total += len(items)
+    _process(ctx, plan, items, "sync")
+
+
+def _pages_by_link(ctx: _Context, stmt) -> Iterable[list]:
+    """The rows of ``stmt`` (links first) in pages of the batch size, keyset-paged by link id; no transaction is
+    left open between pages."""
+    page = stmt.where(Link.id > bindparam("last_id")).order_by(Link.id).limit(ctx.batch_size)
     last_id = 0
     while True:
         with _GcPaused():
             rows = _conn().execute(page, {"last_id": last_id}).all()
             db.session.commit()
-            if not rows:
-                break
-            last_id = rows[-1][0]  # Link.id
-            items = [_Item(row) for row in rows if row[0] not in processed]
-            del rows
-            if items:
-                ctx.count("crm_changes", len(items))
-                _process(ctx, plan, items, "sync")
+        if not rows:
+            return
+        last_id = rows[-1][0]  # Link.id
+        yield rows
+
+
+def _records_saved_since(model, mark: datetime, size: int) -> Iterable[list[int]]:
+    """Ids of the CRM records saved after ``mark``, in (updated_at, id) order, ``size`` at a time. The record
+    table is read on its own (the caller then reads the links of each batch by their unique index): in one join,
+    the database may well prefer to walk all the connection's links."""
+    stmt = (select(model.id, model.updated_at)
+            .where(model.updated_at > mark, model.updated_at >= bindparam("after_at"),
+                   or_(model.updated_at > bindparam("after_at"), model.id > bindparam("after_id")))
+            .order_by(model.updated_at, model.id).limit(size))
+    after_at, after_id = mark, 0
+    while True:
+        rows = _conn().execute(stmt, {"after_at": after_at, "after_id": after_id}).all()
+        db.session.commit()
+        if not rows:
+            return
+        after_id, after_at = rows[-1]
+        yield [row[0] for row in rows]
+
+
+def _crm_mark(ctx: _Context, actor_type: str) -> datetime | None:
+    return _parse_mark(ctx.crm_cursors.get(actor_type))
+
+
+def _parse_mark(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None  # unreadable: look at every link once more
+
+
+def _set_crm_mark(ctx: _Context, actor_type: str, moment: datetime) -> None:
+    value = moment.isoformat()
+    conn = _conn()
+    marks = dict(conn.scalar(select(Connection.crm_cursors).where(Connection.id == ctx.connection_id)) or {})
+    marks[actor_type] = value
+    conn.execute(update(Connection).where(Connection.id == ctx.connection_id).values(crm_cursors=marks)
+                 .execution_options(synchronize_session=False))
+    db.session.commit()
+    ctx.crm_cursors[actor_type] = value
 
 
 # ----------------------------------------------------------------------------------------------- resyncs
@@ -1020,12 +1133,14 @@ def _process_batch(ctx: _Context, plan: TypePlan, items: list[_Item], mode: str,
             if it.actor is None:
                 it.outcome = "still_broken" if it.status == LinkStatus.BROKEN else "broken"
     live = [it for it in items if it.outcome is None]
-    rows = _crm_rows(plan, [it.crm_id for it in live])
+    missing = [it.crm_id for it in live if it.row is None]
+    rows = _crm_rows(plan, missing) if missing else {}
     for it in live:
-        it.row = rows.get(it.crm_id)
         if it.row is None:
-            it.outcome = "gone"  # deleted in the CRM meanwhile (its links went with it)
-            continue
+            it.row = rows.get(it.crm_id)
+            if it.row is None:
+                it.outcome = "gone"  # deleted in the CRM meanwhile (its links went with it)
+                continue
         it.crm_updated_at = it.row[1]  # plan.columns: id, updated_at, …
         _plan_item(ctx, plan, it, mode)
     writes = [it for it in live if it.outcome is None and it.result is not None and it.result.to_erp]
@@ -1367,25 +1482,18 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
     try:
         # The heartbeat goes first: it takes the write lock for the whole (short) transaction, and tells us when
         # the run was reaped meanwhile.
-        alive = _conn().execute(
-            update(SyncRun).where(SyncRun.id == ctx.run_id, SyncRun.status == RunStatus.RUNNING)
-            .values(heartbeat_at=now, progress_done=ctx.done + len(items), progress_total=max(ctx.total, ctx.done
-                                                                                             + len(items)),
-                    connector_seconds=round(ctx.client.seconds, 4), counts=ctx.snapshot_counts())
-            .execution_options(synchronize_session=False)).rowcount
+        alive = _conn().execute(_SQL_BATCH_HEARTBEAT, {
+            "run_id": ctx.run_id, "heartbeat_at": now, "progress_done": ctx.done + len(items),
+            "progress_total": max(ctx.total, ctx.done + len(items)),
+            "connector_seconds": round(ctx.client.seconds, 4), "counts": ctx.snapshot_counts()}).rowcount
         if alive != 1:
             raise RunAbandoned()
         ctx.beat = time.monotonic()
-        active = [it for it in items if it.outcome not in ("gone", "still_broken")]
-        link_ids = [it.link_id for it in active]
+        link_ids = [it.link_id for it in items if it.outcome not in ("gone", "still_broken")]
         conn = _conn()
-        existing = set()
+        current: dict[int, datetime] = {}  # link id -> its record's updated_at, for the links still there
         for chunk in _chunks(link_ids, _IN_CHUNK):
-            existing.update(conn.scalars(_SQL_LINK_IDS, {"ids": list(chunk)}).all())
-        check = [it.crm_id for it in active if it.outcome is None]
-        current: dict[int, datetime] = {}
-        for chunk in _chunks(check, _IN_CHUNK):
-            current.update(conn.execute(plan.sql_updated, {"ids": list(chunk)}).all())
+            current.update(conn.execute(plan.sql_check, {"ids": list(chunk)}).all())
         crm_updates, link_updates, changes = [], [], []
         # Counted in a local dict (keys in order of first use, as ctx.count would add them), added at the end
         tally: dict[str, int] = {"records": len(items)} if items else {}
@@ -1395,7 +1503,7 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
                 tally[key] = tally.get(key, 0) + number
 
         for it in items:
-            if it.outcome in ("gone", "still_broken") or it.link_id not in existing:
+            if it.outcome in ("gone", "still_broken") or it.link_id not in current:
                 it.outcome = it.outcome or "gone"
                 continue
             if it.outcome == "broken":
@@ -1417,7 +1525,7 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
                 changes += _change_rows(ctx, plan, it, now)
                 count("errors")
                 continue
-            if it.outcome == "deferred" or current.get(it.crm_id) is None or current[it.crm_id] != it.crm_updated_at:
+            if it.outcome == "deferred" or current[it.link_id] != it.crm_updated_at:
                 it.outcome = "deferred"  # the CRM record changed while we worked: the next run merges it again
                 count("deferred")
                 continue
@@ -1521,11 +1629,17 @@ def pending_crm_changes(connection_id: int) -> bool:
         if not (config.is_active and config.supported):
             continue
         model = CRM_MODELS[config.crm_type]
-        found = db.session.scalar(
-            select(Link.id).join(model, model.id == Link.crm_id)
-            .where(Link.connection_id == connection_id, Link.erp_actor_type == config.erp_actor_type,
-                   Link.crm_type == config.crm_type, Link.status == LinkStatus.OK,
-                   or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at)).limit(1))
+        stmt = (select(Link.id).join(model, model.id == Link.crm_id)
+                .where(Link.connection_id == connection_id, Link.erp_actor_type == config.erp_actor_type,
+                       Link.crm_type == config.crm_type, Link.status == LinkStatus.OK,
+                       or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at)).limit(1))
+        mark = _parse_mark((connection.crm_cursors or {}).get(config.erp_actor_type))
+        if mark is None:
+            found = db.session.scalar(stmt)
+        else:  # only the records saved since the connection's CRM mark (see _crm_changes)
+            stmt = stmt.where(Link.crm_id.in_(bindparam("ids", expanding=True)))
+            found = next((found for ids in _records_saved_since(model, mark, _IN_CHUNK)
+                          if (found := db.session.scalar(stmt, {"ids": ids})) is not None), None)
         if found is not None:
             db.session.commit()
             return True
