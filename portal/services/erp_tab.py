@@ -36,6 +36,7 @@ from sqlalchemy import select
 
 from portal.connectors.client import ConnectorClient, ConnectorError
 from portal.connectors.protocol import OPERATORS
+from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
     CRM_MODELS,
@@ -533,7 +534,9 @@ def live_values(section: Section) -> LiveValues:
             db.session.commit()
         return LiveValues(broken=True, warnings=warnings)
     if link.status == LinkStatus.BROKEN:
-        link.status, link.status_message = LinkStatus.OK, ""
+        # The ERP has the actor again: the next sync merges the record in full (a retry due now), so CRM edits
+        # made while the link was broken are not left behind the connection's CRM mark.
+        link.status, link.status_message, link.retry_at = LinkStatus.OK, "", utcnow()
         db.session.commit()
     values = actor.get("FieldValues") or {}
     shown = [(f.display_name or f.field_key, display_value(f, values.get(f.field_key), texts.get(f.field_key)))

@@ -15,6 +15,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
     AuditEvent,
@@ -432,6 +433,24 @@ def test_actor_deleted_in_the_erp_marks_the_link_broken_and_offers_disconnect(ap
     response = user_client.post(url("company", crm["acme"], conn, "/disconnect"), htmx=True)
     assert response.status_code == 200 and "Fake production: not connected" in text(response)
     assert link_of(app, "company", crm["acme"], conn) is None
+
+
+def test_an_actor_back_in_the_erp_restores_the_link_with_a_full_merge_due(app, user_client, conn, crm, acme_key,
+                                                                          fake):
+    """Back from broken, the link gets a retry due now: the next sync merges the record in full, so CRM edits made
+    while it was broken are not left behind the connection's CRM mark (which only looks at later saves)."""
+    connect(user_client, app, "company", crm["acme"], conn, acme_key, {"email": "erp", "orgnr": "erp"},
+            {"creditlimit": "1"})
+    stored = fake.get_actor("Customer", acme_key)
+    fake.delete_actor("Customer", acme_key)
+    user_client.get(url("company", crm["acme"], conn, "/values"), htmx=True)
+    assert link_of(app, "company", crm["acme"], conn).status == LinkStatus.BROKEN
+    fake.add_actor("Customer", stored["FieldValues"], erp_key=acme_key, last_modified=stored["LastModified"])
+    before = utcnow()
+    body = text(user_client.get(url("company", crm["acme"], conn, "/values"), htmx=True))
+    assert "no longer has" not in body
+    link = link_of(app, "company", crm["acme"], conn)
+    assert link.status == LinkStatus.OK and link.retry_at is not None and link.retry_at >= before
 
 
 def test_last_sync_conflicts_are_shown(app, user_client, conn, crm, acme_key):

@@ -456,9 +456,10 @@ def test_the_benchmark_still_runs(tmp_path):
 
     out = io.StringIO()
     results = run_benchmark(200, 20, [50], out=out)
-    assert [r["status"] for r in results] == ["succeeded"] * 3, out.getvalue()
+    assert [r["status"] for r in results] == ["succeeded"] * 4, out.getvalue()
     assert results[0]["calls"] == 1 and results[0]["records"] == 0
-    assert results[1]["records"] == 40 and results[1]["to_crm"] == 20 and results[1]["to_erp"] == 20
+    assert results[1]["calls"] == 1 and results[1]["records"] == 0  # without a CRM mark: every link read
+    assert results[2]["records"] == 40 and results[2]["to_crm"] == 20 and results[2]["to_erp"] == 20
     assert "| Scenario" in out.getvalue()
 
 

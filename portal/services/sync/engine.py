@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 
 from flask import current_app
-from sqlalchemy import Date, DateTime, and_, bindparam, func, or_, select, update
+from sqlalchemy import Date, DateTime, bindparam, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from portal.connectors.client import ConnectorClient, ConnectorError
