@@ -304,6 +304,10 @@ def serve_runs(work: Path, port: int) -> None:
     with app.app_context():
         for line in sys.stdin:
             command = line.split()
+            if command[:1] == ["forget-marks"]:  # as right after the upgrade that introduced the CRM mark
+                _forget_crm_marks()
+                print("{}", flush=True)
+                continue
             if not command or command[0] != "run":
                 break
             profile = command[2] if len(command) > 2 and command[2] != "-" else None
@@ -313,6 +317,16 @@ def serve_runs(work: Path, port: int) -> None:
             result["checkpoints"], result["checkpoint_seconds"] = checkpointer.since(before)
             print(json.dumps(result), flush=True)
     checkpointer.stop()
+
+
+def _forget_crm_marks() -> None:
+    from sqlalchemy import update
+
+    from portal.extensions import db
+    from portal.models import Connection
+
+    db.session.execute(update(Connection).values(crm_cursors={}))
+    db.session.commit()
 
 
 class _Checkpointer:
@@ -366,7 +380,13 @@ class _Runner:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def run(self, batch: int, profile: str | None = None, trace: bool = False) -> dict:
-        self.process.stdin.write(f"run {batch} {profile or '-'} {'trace' if trace else 'notrace'}\n")
+        return self._ask(f"run {batch} {profile or '-'} {'trace' if trace else 'notrace'}")
+
+    def forget_marks(self) -> None:
+        self._ask("forget-marks")
+
+    def _ask(self, command: str) -> dict:
+        self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -403,6 +423,9 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
         runner = _Runner(work, port)
         runner.run(200, trace=trace)  # warm-up: the web process that runs the scheduler is long-lived
         results.append({"scenario": f"{links:,} links, nothing changed", **runner.run(200, trace=trace)})
+        runner.forget_marks()
+        results.append({"scenario": f"{links:,} links, nothing changed, no CRM mark yet (every link read)",
+                        **runner.run(200, trace=trace)})
         for round_no, batch in enumerate(batches, start=1):
             make_changes(work, port, links, changes, round_no)
             target = None
