@@ -131,14 +131,20 @@ def test_with_a_mark_an_edit_after_it_flows_to_the_erp(ctx, fake):
     assert _connector_methods(fake) == ["GetActorsByTimestamp"]
 
 
-def test_a_record_saved_before_the_mark_is_not_looked_at_unless_its_retry_is_due(ctx, fake):
+def _edit_behind_the_mark(fake) -> tuple[int, str, int, datetime]:
+    """A linked company synced once, then saved (phone 1 -> 2) before the connection's new CRM mark but after its
+    link's last sync: the old full scan would take it, the mark does not. Returns (connection, key, link, mark)."""
     cid = s.make_connection(fake)
     company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")
     assert s.run(cid).status == RunStatus.SUCCEEDED
     mark = _mark(cid)
-    # older than the mark, newer than the link's last sync: the old full scan would take it, the mark does not
     _set_link(link_id, crm_synced_at=mark - timedelta(hours=1))
     _save_company_at(company_id, mark - timedelta(minutes=1), phone="2")
+    return cid, key, link_id, mark
+
+
+def test_a_record_saved_before_the_mark_is_not_looked_at_unless_its_retry_is_due(ctx, fake):
+    cid, key, link_id, mark = _edit_behind_the_mark(fake)
     fake.requests.clear()
     outcome = s.run(cid)
     assert outcome.status == RunStatus.SUCCEEDED
@@ -158,25 +164,16 @@ def test_a_record_saved_before_the_mark_is_not_looked_at_unless_its_retry_is_due
 
 
 def test_a_retry_that_is_not_due_yet_waits(ctx, fake):
-    cid = s.make_connection(fake)
-    company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")
-    assert s.run(cid).status == RunStatus.SUCCEEDED
-    mark = _mark(cid)
+    cid, key, link_id, _mark_time = _edit_behind_the_mark(fake)
     _erp_feed_past(fake, cid)
-    _set_link(link_id, crm_synced_at=mark - timedelta(hours=1), retry_at=utcnow() + timedelta(hours=1), failures=1)
-    _save_company_at(company_id, mark - timedelta(minutes=1), phone="2")
+    _set_link(link_id, retry_at=utcnow() + timedelta(hours=1), failures=1)
     outcome = s.run(cid)
     assert outcome.counts.get("crm_changes", 0) == 0 and _erp(fake, key)["phone"] == "1"
     assert s.get_link(link_id).failures == 1
 
 
 def test_without_a_mark_the_full_scan_comes_back(ctx, fake):
-    cid = s.make_connection(fake)
-    company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")
-    assert s.run(cid).status == RunStatus.SUCCEEDED
-    mark = _mark(cid)
-    _set_link(link_id, crm_synced_at=mark - timedelta(hours=1))
-    _save_company_at(company_id, mark - timedelta(minutes=1), phone="2")
+    cid, key, _link_id, mark = _edit_behind_the_mark(fake)
     assert s.run(cid).counts.get("crm_changes", 0) == 0
     _set_marks(cid, {"Customer": "not a time"})  # unreadable: treated as no mark
     outcome = s.run(cid)
