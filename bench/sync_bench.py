@@ -40,6 +40,8 @@ import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
+from bench import markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 MAPPED = {  # Demo ERP Customer field -> CRM company attribute
     "NAME": "name", "DEPARTMENT": "department", "VATNO": "vat_no", "PHONE": "phone", "EMAIL": "email",
@@ -402,14 +404,6 @@ class _Runner:
                 self.process.kill()
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = False, out=sys.stdout,
                   profile: str | None = None, trace: bool = False) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
@@ -454,7 +448,7 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
              f"{r['seconds'] - r['connector_seconds']:.2f}", f"{r['cpu_seconds']:.2f}",
              f"{r['checkpoints']} ({r['checkpoint_seconds']:.2f} s)", f"{r['rss_peak_mb']:.0f}",
              f"{r['traced_peak_mb']:.1f}" if trace else "-"] for r in results]
-    print(_table(rows, ["Scenario", "Batch", "Status", "Records", "To CRM", "To ERP", "Connector calls",
+    print(markdown_table(rows, ["Scenario", "Batch", "Status", "Records", "To CRM", "To ERP", "Connector calls",
                         "Run s", "Connector s", "Portal s", "Portal CPU s", "Background checkpoints",
                         "Peak RSS MB", "Peak alloc MB"]),
           file=out)

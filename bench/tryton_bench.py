@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from bench import markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 GUID = "7d3c9b2e-4f5a-4e61-9a8b-0c1d2e3f4a5b"
 MAPPED = {"NAME": "name", "EMAIL": "email", "PHONE": "phone", "POSTALCITY": "postal_city"}
@@ -298,21 +300,13 @@ def measure(server: TrytonServer, work: Path, parties: int, changes: int, out=sy
     rows = [[r["scenario"], f"{parties:,}", str(r["changed"]), r["status"], str(r["records"]), str(r["to_crm"]),
              str(r["to_erp"]), str(r["calls"]), f"{r['seconds']:.2f}", f"{r['connector_seconds']:.2f}",
              f"{r['seconds'] - r['connector_seconds']:.2f}"] for r in results]
-    print(_table(rows, ["Run", "Parties", "Changed", "Status", "Records", "To CRM", "To Tryton", "Connector calls",
+    print(markdown_table(rows, ["Run", "Parties", "Changed", "Status", "Records", "To CRM", "To Tryton", "Connector calls",
                         "Run s", "Connector s", "Portal s"]), file=out)
     print("every change arrived on the other side" if not problems else
           f"{len(problems)} change(s) did NOT arrive: " + "; ".join(problems[:5]), file=out)
     for r in results:
         r["problems"] = problems
     return results
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def run_benchmark(parties: int = 500, changes: int = 50, keep: bool = False, out=sys.stdout) -> list[dict]:
