@@ -108,15 +108,9 @@ def start_scheduler(app) -> BackgroundScheduler | None:
 
 
 def submit_run(run_id: int) -> bool:
-    """Run a queued sync now if this process owns the scheduler; else the dispatcher sweep picks it up."""
-    sched = _state["scheduler"]
-    if sched is None:
-        return False
-    from jobs import tasks
-
-    sched.add_job(tasks.run_sync, args=[run_id], id=f"sync-run-{run_id}", executor="sync",
-                  misfire_grace_time=None, replace_existing=True)
-    return True
+    """Run a queued sync (and its hub follow-ups) now if this process owns the scheduler; else the dispatcher
+    sweep picks it up."""
+    return submit_cycle([run_id])
 
 
 def submit_cycle(run_ids: list[int]) -> bool:

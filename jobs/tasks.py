@@ -34,11 +34,6 @@ def dispatch_due_syncs() -> None:
         submit_cycle(queued)
 
 
-def run_sync(run_id: int) -> None:
-    """One on-demand run (plus its hub follow-ups)."""
-    run_cycle([run_id])
-
-
 def run_cycle(run_ids: list[int]) -> None:
     from portal.services.sync import engine, runs
 
