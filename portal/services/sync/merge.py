@@ -218,6 +218,15 @@ def _rules_by_key(rules: Sequence[FieldRule]) -> dict[str, FieldRule]:
     return merged
 
 
+def _checked(policy: object, mode: object) -> tuple[str, str]:
+    policy, mode = str(policy), str(mode)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown conflict policy {policy!r}")
+    if mode not in MODES:
+        raise ValueError(f"unknown merge mode {mode!r}")
+    return policy, mode
+
+
 def _blocked(no_blank: bool, value: object, target: object) -> bool:
     return no_blank and is_blank(value) and not is_blank(target)
 
@@ -241,15 +250,8 @@ def merge(
 
     ``erp_name`` (the connection's name) is only used in the conflict rule texts.
     """
-    policy = str(policy)
-    mode = str(mode)
-    if policy not in POLICIES:
-        raise ValueError(f"unknown conflict policy {policy!r}")
-    if mode not in MODES:
-        raise ValueError(f"unknown merge mode {mode!r}")
-    base = base or {}
-    crm = crm or {}
-    erp = erp or {}
+    policy, mode = _checked(policy, mode)
+    base, crm, erp = base or {}, crm or {}, erp or {}
     decider = _Decider(policy, crm_rank, erp_rank, crm_changed_at, erp_changed_at, erp_name)
     result = MergeResult(new_base=dict(base))
 
@@ -361,15 +363,8 @@ def merge_prepared(
     plain values (text, integers, blanks) are compared inline, the conflict decider is only built when a field
     is in conflict, and a field whose sides agree is settled without further checks. The equivalence with
     ``merge`` is property-tested (tests/unit/test_engine_fastpath.py)."""
-    policy = str(policy)
-    mode = str(mode)
-    if policy not in POLICIES:
-        raise ValueError(f"unknown conflict policy {policy!r}")
-    if mode not in MODES:
-        raise ValueError(f"unknown merge mode {mode!r}")
-    base = base or {}
-    crm = crm or {}
-    erp = erp or {}
+    policy, mode = _checked(policy, mode)
+    base, crm, erp = base or {}, crm or {}, erp or {}
     decider = None
     new_base = dict(base)
     to_crm: dict[str, object] = {}
