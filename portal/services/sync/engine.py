@@ -915,15 +915,16 @@ def _crm_changes(ctx: _Context, plan: TypePlan, processed: set[int]) -> None:
     pass has gone through everything — a run that fails midway leaves it where it was."""
     model = plan.model
     started = utcnow()
-    mark = _crm_mark(ctx, plan.actor_type)
+    mark = _parse_mark(ctx.crm_cursors.get(plan.actor_type))
     where = (Link.connection_id == ctx.connection_id, Link.status == LinkStatus.OK)
     unsynced = or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at)
     if mark is None:
-        changed = plan.sql_linked.where(*where, or_(unsynced, Link.retry_at <= started))
+        unsynced_or_due = or_(unsynced, Link.retry_at <= started)
+        changed = plan.sql_linked.where(*where, unsynced_or_due)
         # the same rows counted without a subquery of all their columns
         pending = _conn().scalar(select(func.count()).select_from(Link).join(model, model.id == Link.crm_id)
                                  .where(Link.erp_actor_type == plan.actor_type, Link.crm_type == plan.crm_type,
-                                        *where, or_(unsynced, Link.retry_at <= started))) or 0
+                                        *where, unsynced_or_due)) or 0
         ctx.total += max(0, pending - len(processed))
         for rows in _pages_by_link(ctx, changed):
             _crm_batch(ctx, plan, rows, processed)
@@ -998,10 +999,6 @@ def _records_saved_since(model, mark: datetime, size: int) -> Iterable[list[int]
             return
         after_id, after_at = rows[-1]
         yield [row[0] for row in rows]
-
-
-def _crm_mark(ctx: _Context, actor_type: str) -> datetime | None:
-    return _parse_mark(ctx.crm_cursors.get(actor_type))
 
 
 def _parse_mark(text: object) -> datetime | None:
