@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from contextlib import contextmanager
 
 import pytest
 from cryptography.fernet import Fernet
+from werkzeug.serving import make_server
 
 from portal import create_app
+from portal.connectors.conformance import FAIL, format_table
+from portal.connectors.service import make_wsgi_app
 from portal.extensions import db
 from tests.htmx_client import HtmxClient
 
@@ -102,6 +107,15 @@ def make_user(email: str, *, role: str = "user", licence: bool = False, name: st
     return user
 
 
+def add_record(app, model, **values) -> int:
+    """A CRM record (``Company``, ``Contact`` …) added straight to the database; returns its id."""
+    with app.app_context():
+        record = model(**values)
+        db.session.add(record)
+        db.session.commit()
+        return record.id
+
+
 @pytest.fixture
 def users(app):
     """Personas: alice (admin, licensed), bob (user, licensed), carol (user, no licence)."""
@@ -148,3 +162,38 @@ def csrf_token_from(html: str) -> str:
     match = re.search(r'"X-CSRFToken": "([^"]+)"', html)
     assert match, "no CSRF token in page"
     return match.group(1)
+
+
+def form_of(html: str) -> dict:
+    """The inputs of a rendered form with their values (checked radios/checkboxes only): enough to submit it."""
+    data = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        kind = re.search(r'type="([^"]+)"', tag)
+        if not name or (kind and kind.group(1) in ("radio", "checkbox") and "checked" not in tag):
+            continue
+        data[name.group(1)] = value.group(1) if value else ""
+    return data
+
+
+@contextmanager
+def served(service, token: str | None = None):
+    """A connector ``service`` over real HTTP on 127.0.0.1 (a free port), as ``flask demo-erp serve`` or
+    ``flask tryton serve-connector`` would; yields its base URL."""
+    server = make_server("127.0.0.1", 0, make_wsgi_app(service, token=token), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def assert_conformant(results) -> dict[str, str]:
+    """Fails with the conformance table if any check failed; returns {check name: status}."""
+    failed = [f"{r.name}: {r.reason}" for r in results if r.status == FAIL]
+    assert not failed, "conformance failures:\n" + "\n".join(failed) + "\n\n" + format_table(results)
+    return {r.name: r.status for r in results}

@@ -80,6 +80,14 @@ def make_connection(fake, *, name: str = "Fake ERP", policy: str = "priority", a
     return connection.id
 
 
+def mapped_field(erp_key: str, erp_type: str, crm_key: str, crm_type: str,
+                 list_map: dict | None = None) -> fieldmap.MappedField:
+    """A plain two-way MappedField (labels = keys, no max lengths, not read-only) for the fast-path tests."""
+    return fieldmap.MappedField(erp_key=erp_key, erp_type=erp_type, erp_label=erp_key, erp_max_length=0,
+                                crm_key=crm_key, crm_type=crm_type, crm_label=crm_key, crm_max_length=0,
+                                to_crm=True, to_erp=True, read_only=False, list_map=list_map or {})
+
+
 def country_id(name: str) -> int:
     return db.session.scalar(select(ListItem.id).where(ListItem.list_name == CrmList.COUNTRY, ListItem.name == name))
 

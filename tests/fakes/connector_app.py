@@ -39,17 +39,8 @@ Faults are consumed in the order they were scripted; ``method=None`` matches any
 (``fail_next``/``reply_raw``/``redirect_next``) answers without reaching the service. ``reply_error`` answers
 before the service runs; ``reply_warning`` decorates the service's successful answer.
 
-A pytest pattern (one server per module, state reset per test)::
-
-    @pytest.fixture(scope="module")
-    def fake_server():
-        with FakeConnector() as fake:
-            yield fake
-
-    @pytest.fixture
-    def fake(fake_server):
-        fake_server.reset()
-        return fake_server
+In pytest, use the fixtures of tests/conftest.py: ``fake_server`` (one server per module) and ``fake`` (that
+server, reset to its seed state for each test).
 
 The in-memory ERP: actor types ``Customer``, ``Supplier``, ``Person``, ``Project`` by default (see
 ``FIELDS`` for their fields, ``LISTS`` for the lists). ``CreateActor`` checks Mandatory fields, value types,

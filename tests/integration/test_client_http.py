@@ -15,14 +15,9 @@ from tests.fakes.connector_app import FakeConnector
 INFO = {"Company": "Acme ERP", "ApiKey": "secret-api-key"}
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeConnector() as fake:
-        yield fake
-
-
 @pytest.fixture
 def fake(fake_server):
+    """tests/conftest.py's ``fake`` (the module's server, reset), also reset after the test."""
     fake_server.reset()
     yield fake_server
     fake_server.reset()

@@ -3,41 +3,17 @@ builds with ``make_client``), over real HTTP on 127.0.0.1, and through ``flask c
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import pytest
-from werkzeug.serving import make_server
 
 from portal.connectors.builtin.demo import DemoErpConnector
 from portal.connectors.client import ConnectorClient
-from portal.connectors.conformance import FAIL, PASS, SKIP, format_table, run_checks
-from portal.connectors.service import make_wsgi_app
+from portal.connectors.conformance import PASS, SKIP, format_table, run_checks
 from portal.services.connectors import make_client
+from tests.conftest import assert_conformant, served
 
 CONFIG = {"CompanyDb": "DEMO"}
 TYPES = ("Customer", "Supplier", "Person", "Project")
 TOKEN = "demo-t0ken"
-
-
-@contextmanager
-def served(service, token: str | None = None):
-    """``service`` over real HTTP on 127.0.0.1 (a free port), as ``flask demo-erp serve`` would."""
-    server = make_server("127.0.0.1", 0, make_wsgi_app(service, token=token), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def assert_conformant(results) -> dict[str, str]:
-    failed = [f"{r.name}: {r.reason}" for r in results if r.status == FAIL]
-    assert not failed, "conformance failures:\n" + "\n".join(failed) + "\n\n" + format_table(results)
-    return {r.name: r.status for r in results}
 
 
 def test_builtin_demo_passes_every_check(app):

@@ -22,7 +22,6 @@ from portal.models import (
     Company,
     Connection,
     ConnectionAccess,
-    Connector,
     Contact,
     CrmList,
     Link,
@@ -37,6 +36,8 @@ from portal.models import (
     UserGroup,
 )
 from portal.services.erp_visibility import erp_tab_visible
+from tests.conftest import form_of
+from tests.integration import helpers_mapping
 
 CONFIG = {"cfg_Company": "ACME", "cfg_ApiKey": "s3cret-key", "cfg_Region": "north", "cfg_PageSize": "50"}
 
@@ -115,13 +116,7 @@ def map_countries(connection_id: int, actor_type: str = "Customer") -> None:
                                                      crm_item_id=list_id(CrmList.COUNTRY, name)))
 
 
-@pytest.fixture
-def connector_id(app, fake):
-    with app.app_context():
-        row = Connector(name="Fake ERP", url=fake.url)
-        db.session.add(row)
-        db.session.commit()
-        return row.id
+connector_id = helpers_mapping.connector  # a connector row for the fake (the ``fake`` fixtures: tests/conftest.py)
 
 
 def configure(app, admin_client, connector_id, name="Fake production", *, ask_credit=True, **extra) -> int:
@@ -197,19 +192,6 @@ def link_of(app, crm_type: str, crm_id: int, connection_id: int) -> Link | None:
 
 def nonce_of(html: str) -> str:
     return re.search(r'name="nonce" value="([^"]+)"', html).group(1)
-
-
-def form_of(html: str) -> dict:
-    """The hidden inputs and prefilled values of a rendered form (enough to submit it again)."""
-    data = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name = re.search(r'name="([^"]+)"', tag)
-        value = re.search(r'value="([^"]*)"', tag)
-        kind = re.search(r'type="([^"]+)"', tag)
-        if not name or (kind and kind.group(1) in ("radio", "checkbox") and "checked" not in tag):
-            continue
-        data[name.group(1)] = value.group(1) if value else ""
-    return data
 
 
 def pick_names(app, connection_id: int, actor_type: str = "Customer") -> dict[str, str]:

@@ -32,6 +32,7 @@ from portal.models import (
 from portal.services import importer
 from portal.services.connections import apply_catalogue, fetch_catalogue
 from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
+from tests.conftest import add_record
 
 CUSTOMER_MAP = {"name": "name", "orgnr": "vat_no", "email": "email", "phone": "phone", "country": "country_id"}
 PERSON_MAP = {"firstname": "first_name", "lastname": "last_name", "email": "email", "phone": "phone_mobile",
@@ -127,22 +128,6 @@ def links(app, actor_type=None) -> list[Link]:
         return rows
 
 
-def add_company(app, **values) -> int:
-    with app.app_context():
-        company = Company(**values)
-        db.session.add(company)
-        db.session.commit()
-        return company.id
-
-
-def add_contact(app, **values) -> int:
-    with app.app_context():
-        contact = Contact(**values)
-        db.session.add(contact)
-        db.session.commit()
-        return contact.id
-
-
 # ------------------------------------------------------------------------------------------ basic import
 
 
@@ -204,7 +189,7 @@ def test_all_results_reruns_the_search_server_side_and_excluded_rows_are_left_ou
 def test_company_duplicate_rules(app, fake, connection_id, rule, mapping, existing, actor, matches):
     if mapping:
         remap(app, connection_id, "Customer", {**CUSTOMER_MAP, **mapping})
-    existing_id = add_company(app, **existing)
+    existing_id = add_record(app, Company, **existing)
     key = fake.add_actor("Customer", actor)
     run = run_import(app, connection_id, keys=[key], company_match=rule, company_action="merge")
     [link] = links(app)
@@ -225,7 +210,7 @@ def test_a_record_already_linked_on_the_connection_is_never_a_duplicate_candidat
 
 
 def test_two_actors_matching_the_same_record_in_one_import_link_it_once(app, fake, connection_id):
-    existing_id = add_company(app, name="Twin AS")
+    existing_id = add_record(app, Company, name="Twin AS")
     keys = [fake.add_actor("Customer", {"name": "Twin AS"}), fake.add_actor("Customer", {"name": "twin as"})]
     run_import(app, connection_id, keys=keys, company_match="name", company_action="merge")
     rows = links(app)
@@ -247,7 +232,7 @@ def test_two_actors_matching_the_same_record_in_one_import_link_it_once(app, fak
 def test_contact_duplicate_rules(app, fake, connection_id, rule, mapping, existing, actor, matches):
     if mapping:
         remap(app, connection_id, "Person", {**PERSON_MAP, **mapping})
-    existing_id = add_contact(app, **existing)
+    existing_id = add_record(app, Contact, **existing)
     key = fake.add_actor("Person", actor)
     run = run_import(app, connection_id, "Person", keys=[key], contact_match=rule, contact_action="merge",
                      person_policy="no_company")
@@ -260,8 +245,8 @@ def test_contact_duplicate_rules(app, fake, connection_id, rule, mapping, existi
 def test_contact_matching_is_limited_to_the_persons_company(app, fake, connection_id):
     customer = fake.add_actor("Customer", {"name": "Acme AS"})
     run_import(app, connection_id, keys=[customer])
-    other_company = add_company(app, name="Elsewhere Ltd")
-    add_contact(app, first_name="Kari", last_name="Nordmann", company_id=other_company)
+    other_company = add_record(app, Company, name="Elsewhere Ltd")
+    add_record(app, Contact, first_name="Kari", last_name="Nordmann", company_id=other_company)
     person = fake.add_actor("Person", {"firstname": "Kari", "lastname": "Nordmann"}, parent=("Customer", customer))
     run_import(app, connection_id, "Person", keys=[person], contact_match="name", contact_action="merge")
     acme = next(c for c in companies(app) if c.name == "Acme AS")
@@ -273,7 +258,7 @@ def test_contact_matching_is_limited_to_the_persons_company(app, fake, connectio
 
 
 def test_action_add_creates_a_new_record_even_when_one_matches(app, fake, connection_id):
-    existing_id = add_company(app, name="Acme AS", email="old@acme.example")
+    existing_id = add_record(app, Company, name="Acme AS", email="old@acme.example")
     key = fake.add_actor("Customer", {"name": "Acme AS", "email": "new@acme.example"})
     run = run_import(app, connection_id, keys=[key], company_match="name", company_action="add")
     assert run.counts["new"] == 1 and len(companies(app)) == 2
@@ -281,7 +266,7 @@ def test_action_add_creates_a_new_record_even_when_one_matches(app, fake, connec
 
 
 def test_action_merge_fills_only_empty_fields_and_links(app, fake, connection_id):
-    existing_id = add_company(app, name="Acme AS", email="kept@acme.example", phone="")
+    existing_id = add_record(app, Company, name="Acme AS", email="kept@acme.example", phone="")
     key = fake.add_actor("Customer", {"name": "Acme AS", "email": "erp@acme.example", "phone": "+47 22 00 00 00"})
     run = run_import(app, connection_id, keys=[key], company_match="name", company_action="merge")
     [company] = companies(app)
@@ -294,7 +279,7 @@ def test_action_merge_fills_only_empty_fields_and_links(app, fake, connection_id
 
 
 def test_action_replace_overwrites_the_existing_record(app, fake, connection_id):
-    existing_id = add_company(app, name="Acme AS", email="old@acme.example", phone="123")
+    existing_id = add_record(app, Company, name="Acme AS", email="old@acme.example", phone="123")
     key = fake.add_actor("Customer", {"name": "Acme AS", "email": "erp@acme.example"})
     run_import(app, connection_id, keys=[key], company_match="name", company_action="replace")
     [company] = companies(app)
@@ -303,7 +288,7 @@ def test_action_replace_overwrites_the_existing_record(app, fake, connection_id)
 
 
 def test_action_skip_leaves_the_match_alone_and_unlinked(app, fake, connection_id):
-    existing_id = add_company(app, name="Acme AS", email="old@acme.example")
+    existing_id = add_record(app, Company, name="Acme AS", email="old@acme.example")
     matched = fake.add_actor("Customer", {"name": "Acme AS", "email": "erp@acme.example"})
     fresh = fake.add_actor("Customer", {"name": "Fresh AS"})
     run = run_import(app, connection_id, keys=[matched, fresh], company_match="name", company_action="skip")
@@ -614,7 +599,7 @@ def test_tampered_wizard_state_is_rejected(admin_client, connection_id):
 
 
 def test_wizard_search_settings_preview_import_and_done(app, admin_client, fake, connection_id):
-    existing_id = add_company(app, name="Acme AS", email="kept@acme.example")
+    existing_id = add_record(app, Company, name="Acme AS", email="kept@acme.example")
     acme, beta, people = _acme_with_people(fake)
     fake.update_actor("Customer", acme, {"phone": "+47 22 00 00 00", "email": "erp@acme.example"})
     base = {"connection_id": connection_id, "actor_type": "Customer", "crit-0-field": "name",

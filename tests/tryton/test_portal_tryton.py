@@ -31,6 +31,7 @@ from portal.models import (
 )
 from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
 from portal.services.sync import engine, runs
+from tests.conftest import add_record, form_of
 
 pytestmark = pytest.mark.tryton
 
@@ -51,19 +52,6 @@ def _token(html: str) -> str:
     marker = 'name="test_token" type="hidden" value="'
     start = html.index(marker) + len(marker)
     return html[start:html.index('"', start)]
-
-
-def form_of(html: str) -> dict:
-    """The inputs of a rendered form with their values (checked radios/checkboxes only): enough to submit it."""
-    data = {}
-    for tag in re.findall(r"<input[^>]*>", html):
-        name = re.search(r'name="([^"]+)"', tag)
-        value = re.search(r'value="([^"]*)"', tag)
-        kind = re.search(r'type="([^"]+)"', tag)
-        if not name or (kind and kind.group(1) in ("radio", "checkbox") and "checked" not in tag):
-            continue
-        data[name.group(1)] = value.group(1) if value else ""
-    return data
 
 
 def erp_url(crm_type: str, record_id: int, connection_id: int, tail: str = "") -> str:
@@ -135,14 +123,6 @@ def link_of(app, crm_type: str, crm_id: int) -> Link | None:
         if link is not None:
             db.session.expunge(link)
         return link
-
-
-def add_record(app, model, **values) -> int:
-    with app.app_context():
-        record = model(**values)
-        db.session.add(record)
-        db.session.commit()
-        return record.id
 
 
 def sync(app, connection_id: int) -> engine.RunOutcome:

@@ -33,9 +33,9 @@ from portal.models import (
     SyncRun,
 )
 from portal.services.sync import engine
-from portal.services.sync.fieldmap import MappedField
 from portal.services.sync.merge import MODES, POLICIES, FieldRule, merge, merge_prepared, prepare
 from portal.services.values import display
+from tests.sync_support import mapped_field
 
 # ------------------------------------------------------------------------------------------ the merge
 
@@ -98,17 +98,11 @@ def test_merge_prepared_refuses_what_merge_refuses():
 # ------------------------------------------------------------------------------------- the conversions
 
 
-def _field(key, erp_type, crm_key, crm_type, list_map=None):
-    return MappedField(erp_key=key, erp_type=erp_type, erp_label=key, erp_max_length=0, crm_key=crm_key,
-                       crm_type=crm_type, crm_label=crm_key, crm_max_length=0, to_crm=True, to_erp=True,
-                       read_only=False, list_map=list_map or {})
-
-
 _FIELDS = [
-    _field("NAME", "Text", "name", CrmFieldType.TEXT),
-    _field("DEPT", "Label", "department", CrmFieldType.TEXT),
-    _field("COUNTRY", "List", "country_id", CrmFieldType.LIST, {"NO": 1, "SE": 2, "S2": 2, "X": None}),
-    _field("LIMIT", "Double", "number", CrmFieldType.TEXT),
+    mapped_field("NAME", "Text", "name", CrmFieldType.TEXT),
+    mapped_field("DEPT", "Label", "department", CrmFieldType.TEXT),
+    mapped_field("COUNTRY", "List", "country_id", CrmFieldType.LIST, {"NO": 1, "SE": 2, "S2": 2, "X": None}),
+    mapped_field("LIMIT", "Double", "number", CrmFieldType.TEXT),
 ]
 _ANY = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", "NO", "SE", "S2", "X", "7"]),
                  st.integers(-3, 9), st.floats(allow_nan=True), st.booleans(),
@@ -118,7 +112,7 @@ _ANY = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", "NO", "SE"
 @settings(max_examples=500, deadline=None)
 @given(value=_ANY, erp_type=st.sampled_from(list(FieldType) + ["Text", "List", "Unknown"]))
 def test_erp_text_equals_display(value, erp_type):
-    f = _field("K", erp_type, "name", CrmFieldType.TEXT)
+    f = mapped_field("K", erp_type, "name", CrmFieldType.TEXT)
     assert engine._erp_text(f, value) == display(erp_type, value)
 
 

@@ -214,22 +214,17 @@ from hypothesis import strategies as st  # noqa: E402
 from portal.models import CrmFieldType  # noqa: E402
 from portal.services.sync import fieldmap  # noqa: E402
 from portal.services.sync.fieldmap import MappedField  # noqa: E402
+from tests.sync_support import mapped_field  # noqa: E402
 
 _LIST_MAP = {"NO": 1, "SE": 2, "SE2": 2, "DK": 3, "X": None, "7": 7}
 
 
-def _mapped(erp_key, erp_type, crm_key, crm_type, list_map=None):
-    return MappedField(erp_key=erp_key, erp_type=erp_type, erp_label=erp_key, erp_max_length=0, crm_key=crm_key,
-                       crm_type=crm_type, crm_label=crm_key, crm_max_length=0, to_crm=True, to_erp=True,
-                       read_only=False, list_map=list_map or {})
-
-
 _PLAN_FIELDS = [
-    _mapped("NAME", "Text", "name", CrmFieldType.TEXT),
-    _mapped("LABEL", "Label", "department", CrmFieldType.TEXT),
-    _mapped("COUNTRY", "List", "country_id", CrmFieldType.LIST, _LIST_MAP),
-    _mapped("LIMIT", "Double", "number", CrmFieldType.TEXT),
-    _mapped("STAFF", "Integer", "code", CrmFieldType.TEXT),
+    mapped_field("NAME", "Text", "name", CrmFieldType.TEXT),
+    mapped_field("LABEL", "Label", "department", CrmFieldType.TEXT),
+    mapped_field("COUNTRY", "List", "country_id", CrmFieldType.LIST, _LIST_MAP),
+    mapped_field("LIMIT", "Double", "number", CrmFieldType.TEXT),
+    mapped_field("STAFF", "Integer", "code", CrmFieldType.TEXT),
 ]
 _ANY = st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["", "NO", "SE", "SE2", "X", "7", "DK", "zz"]),
                  st.integers(-5, 10), st.floats(allow_nan=False, allow_infinity=False), st.booleans())

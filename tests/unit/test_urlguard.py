@@ -18,13 +18,6 @@ from portal.security.urlguard import (
     check_connector_url,
     parse_networks,
 )
-from tests.fakes.connector_app import FakeConnector
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeConnector() as server:
-        yield server
 
 
 @pytest.fixture
