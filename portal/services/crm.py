@@ -48,16 +48,13 @@ class ValidationError(ValueError):
 # Paging
 
 
-@dataclass
-class Page:
-    """One page of results; the attribute names match the ``pager`` macro in templates/_macros/ui.html."""
+class Paging:
+    """Page arithmetic for a result with ``page`` (1-based), ``per_page`` and ``total``; the names match the
+    ``pager`` macro in templates/_macros/ui.html."""
 
-    items: list
     page: int
     per_page: int
     total: int
-    query: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def pages(self) -> int:
@@ -86,6 +83,18 @@ class Page:
     @property
     def last_index(self) -> int:
         return min(self.total, self.page * self.per_page)
+
+
+@dataclass
+class Page(Paging):
+    """One page of results."""
+
+    items: list
+    page: int
+    per_page: int
+    total: int
+    query: str = ""
+    extra: dict = field(default_factory=dict)
 
 
 def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE, options=()) -> Page:

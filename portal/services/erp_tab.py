@@ -57,7 +57,7 @@ from portal.models import (
 )
 from portal.services import audit
 from portal.services.connectors import client_for
-from portal.services.links import LinkError, check_free, create_link, holder_description, link_for, mark_broken
+from portal.services.links import LinkError, check_free, create_link, holder_descriptions, link_for, mark_broken
 from portal.services.links import remove_link as _remove_link
 from portal.services.sync.fieldmap import (
     MappedField,
@@ -68,7 +68,7 @@ from portal.services.sync.fieldmap import (
     to_crm_values,
     write_crm,
 )
-from portal.services.values import ConversionError, display, is_blank, normalize_erp, number_text
+from portal.services.values import ConversionError, display, is_blank, normalize_erp, number_text, same_value
 
 log = logging.getLogger(__name__)
 
@@ -378,12 +378,6 @@ def _warnings(client: ConnectorClient) -> list[str]:
     return list(dict.fromkeys(text for _method, text in client.warnings))
 
 
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    return a == b
-
-
 def _stamp(moment) -> str:
     return moment.isoformat() if isinstance(moment, datetime | date) else str(moment or "")
 
@@ -587,6 +581,9 @@ def _result(section: Section, config: ActorTypeConfig, client: ConnectorClient, 
                                                           Link.erp_actor_type == config.erp_actor_type,
                                                           Link.erp_key.in_(keys))):
             holders[link.erp_key] = link
+    others = [link for link in holders.values()
+              if not (link.crm_type == section.crm_type and link.crm_id == section.record.id)]
+    described = holder_descriptions(others)  # their records read in one query per CRM type, not one per row
     rows = []
     for actor in actors:
         values = actor.get("FieldValues") or {}
@@ -597,7 +594,7 @@ def _result(section: Section, config: ActorTypeConfig, client: ConnectorClient, 
             if holder.crm_type == section.crm_type and holder.crm_id == section.record.id:
                 row.this_record = True
             else:
-                row.holder = holder_description(holder)
+                row.holder = described[holder.id]
         rows.append(row)
     return SearchResult([f.display_name or f.field_key for f in columns], rows, truncated, warnings, text,
                         advanced)
@@ -773,12 +770,12 @@ def _plan(record, config: ActorTypeConfig, actor: Mapping, texts: Mapping[str, M
     raw = actor.get("FieldValues") or {}
     crm_values, crm_errors = crm_side(record, fields, erp_now=raw)
     erp_values, erp_errors = erp_side(raw, fields)
-    too_long = check_erp_values({k: v for k, v in crm_values.items()}, fields)
+    too_long = check_erp_values(crm_values, fields)
     rows, unsyncable, same = [], [], 0
     for f in fields:
         key = f.erp_key
         c, e = crm_values.get(key), erp_values.get(key)
-        if key not in crm_errors and key not in erp_errors and _same(c, e):
+        if key not in crm_errors and key not in erp_errors and same_value(c, e):
             same += 1
             continue
         label = f.erp_label or f.crm_label
@@ -923,6 +920,17 @@ def _check_answers(ask: list[ErpField], answers: Mapping[str, object]) -> dict[s
     return clean
 
 
+def _checked_answers(config: ActorTypeConfig, answers: Mapping[str, object]
+                     ) -> tuple[list[ErpField], dict[str, object], dict]:
+    """The ask-user fields, the normalized answers and the CRM values they map to; raises InvalidInput."""
+    ask = ask_fields(config)
+    answers = _check_answers(ask, answers)
+    ask_crm, problems = _ask_to_crm(config, answers)
+    if problems:
+        raise InvalidInput("Please correct the highlighted fields.", problems)
+    return ask, answers, ask_crm
+
+
 def _ask_to_crm(config: ActorTypeConfig, answers: Mapping[str, object]) -> tuple[dict, dict[str, str]]:
     """CRM values for the answers of ask-user fields that are mapped ERP → CRM; errors by form field name."""
     by_key = fields_by_key(config)
@@ -938,7 +946,7 @@ def _agreed(record, config: ActorTypeConfig, erp_values: Mapping) -> dict:
     erp_now, erp_errors = erp_side(erp_values, fields)
     return {f.erp_key: crm_values[f.erp_key] for f in fields
             if f.erp_key not in crm_errors and f.erp_key not in erp_errors
-            and _same(crm_values.get(f.erp_key), erp_now.get(f.erp_key))}
+            and same_value(crm_values.get(f.erp_key), erp_now.get(f.erp_key))}
 
 
 def _labels(config: ActorTypeConfig, keys: Iterable[str]) -> list[str]:
@@ -958,9 +966,14 @@ def _audit_repr(section: Section, actor_type: str, erp_key: str) -> str:
     return f"{section.record.display_name} ↔ {actor_type} {erp_key} ({section.connection.name})"
 
 
-def _existing(section: Section) -> Link | None:
+def _existing(section: Section, actor_type: str, erp_key: str) -> Link | None:
+    """After create_link refused: the record's link when it is to this very actor (a repeated or concurrent
+    submit got there first), else None."""
     db.session.rollback()
-    return link_for(section.connection.id, section.crm_type, section.record.id)
+    link = link_for(section.connection.id, section.crm_type, section.record.id)
+    if link is not None and link.erp_actor_type == actor_type and link.erp_key == erp_key:
+        return link
+    return None
 
 
 def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapping[str, str],
@@ -979,11 +992,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
         raise RuleBroken(f"This record is already linked to {link.erp_actor_type} {link.erp_key} on "
                          f"{section.connection.name}.")
     _check_target(section, config, erp_key)
-    ask = ask_fields(config)
-    answers = _check_answers(ask, answers)
-    ask_crm, problems = _ask_to_crm(config, answers)
-    if problems:
-        raise InvalidInput("Please correct the highlighted fields.", problems)
+    ask, answers, ask_crm = _checked_answers(config, answers)
     connection_id, crm_type, record_id = section.connection.id, section.crm_type, section.record.id
     guid, actor_type, connection_name = section.connection.guid, config.erp_actor_type, section.connection.name
     config_id = config.id
@@ -1020,7 +1029,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
                 now = normalize_erp(f.field_type, current.get(f.field_key))
             except ConversionError:
                 now = None
-            if not _same(value, now):
+            if not same_value(value, now):
                 to_erp[f.field_key] = value
         crm_values, crm_problems = to_crm_values(to_crm, mapped_fields(config, synced_only=True))
         if crm_problems:  # checked in _plan already; a safety net before anything is written
@@ -1057,8 +1066,8 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
                            crm_updated_at=record.updated_at, created_by_id=getattr(user, "id", None),
                            result=f"Linked by {getattr(user, 'name', 'a user')}")
     except LinkError as exc:
-        existing = _existing(section)
-        if existing is not None and existing.erp_actor_type == actor_type and existing.erp_key == erp_key:
+        existing = _existing(section, actor_type, erp_key)
+        if existing is not None:
             return LinkOutcome(existing, already=True)
         raise RuleBroken(str(exc)) from exc
     audit.record("erp.link", object_type=crm_type, object_id=record_id,
@@ -1135,11 +1144,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
     if not NONCE_RE.match(nonce or ""):
         raise InvalidInput("The dialog expired. Close it and search again.")
     parent = _parent_of(section)
-    ask = ask_fields(config)
-    answers = _check_answers(ask, answers)
-    ask_crm, problems = _ask_to_crm(config, answers)
-    if problems:
-        raise InvalidInput("Please correct the highlighted fields.", problems)
+    _ask, answers, ask_crm = _checked_answers(config, answers)
     values, value_problems = _new_values(section.record, config)
     if value_problems:
         raise InvalidInput("The record cannot be sent to the ERP: " + " ".join(value_problems))
@@ -1175,7 +1180,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
     crm_now, _ = crm_side(record, back, erp_now=erp_values)
     erp_now, erp_errors = erp_side(erp_values, back)
     incoming = {f.erp_key: erp_now[f.erp_key] for f in back
-                if f.erp_key not in erp_errors and not _same(crm_now.get(f.erp_key), erp_now.get(f.erp_key))}
+                if f.erp_key not in erp_errors and not same_value(crm_now.get(f.erp_key), erp_now.get(f.erp_key))}
     crm_values, _skipped = to_crm_values(incoming, back)
     crm_values.update(ask_crm)
     changes = write_crm(record, crm_values)
@@ -1186,8 +1191,8 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
                            base=base, crm_updated_at=record.updated_at, created_by_id=getattr(user, "id", None),
                            result=f"Created in the ERP by {getattr(user, 'name', 'a user')}")
     except LinkError as exc:
-        existing = _existing(section)
-        if existing is not None and existing.erp_actor_type == actor_type and existing.erp_key == erp_key:
+        existing = _existing(section, actor_type, erp_key)
+        if existing is not None:
             return LinkOutcome(existing, already=True)
         raise RuleBroken(f"{actor_type} {erp_key} was created in the ERP but could not be linked: {exc}") from exc
     audit.record("erp.create", object_type=crm_type, object_id=record_id,

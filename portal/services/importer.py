@@ -56,6 +56,7 @@ from portal.models import (
     ActorTypeConfig,
     Company,
     Connection,
+    Connector,
     CrmFieldType,
     CrmType,
     ErpField,
@@ -69,11 +70,21 @@ from portal.models import (
     SyncChange,
     SyncRun,
     User,
+    crm_field,
 )
 from portal.services.connectors import client_for
+from portal.services.crm import Paging
 from portal.services.sync import runs
 from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
-from portal.services.values import ConversionError, UnmappedListItem, display, erp_to_crm, parse_input
+from portal.services.values import (
+    ConversionError,
+    UnmappedListItem,
+    display,
+    erp_to_crm,
+    is_blank,
+    parse_input,
+    same_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +232,7 @@ class ImportRequest:
 
     @property
     def crm_type(self) -> str:
-        return ACTOR_CRM.get(self.actor_type, CrmType.COMPANY)
-
-
-ACTOR_CRM = ACTOR_CRM_TYPE
+        return ACTOR_CRM_TYPE.get(self.actor_type, CrmType.COMPANY)
 
 
 # ------------------------------------------------------------------------------------- what can be imported
@@ -240,9 +248,11 @@ def _user_in_scope(connection: Connection, user: User | None) -> bool:
 
 def import_connections(user: User | None = None) -> list[Connection]:
     """Active connections (on a live connector) the user may use, with at least one importable actor type."""
-    rows = db.session.scalars(select(Connection).where(Connection.active.is_(True), Connection.deleted.is_(False))
+    rows = db.session.scalars(select(Connection).join(Connector, Connection.connector_id == Connector.id)
+                              .where(Connection.active.is_(True), Connection.deleted.is_(False),
+                                     Connector.deleted.is_(False))
                               .order_by(Connection.name)).all()
-    return [c for c in rows if not c.connector.deleted and _user_in_scope(c, user) and importable_types(c)]
+    return [c for c in rows if _user_in_scope(c, user) and importable_types(c)]
 
 
 def _write_fields(config: ActorTypeConfig) -> list[MappedField]:
@@ -253,7 +263,7 @@ def importable_types(connection: Connection) -> list[ActorTypeConfig]:
     """Actor types offered for import: mapping active, still supported, with searchable fields (spec §5.3) and
     at least one field mapped to the CRM."""
     return [c for c in connection.actor_types
-            if c.is_active and c.supported and c.searchable_fields and c.erp_actor_type in ACTOR_CRM
+            if c.is_active and c.supported and c.searchable_fields and c.erp_actor_type in ACTOR_CRM_TYPE
             and _write_fields(c)]
 
 
@@ -398,9 +408,15 @@ def field_list_items(connection: Connection, list_names: Iterable[str],
     if not names:
         return {}
     guid = connection.guid
-    client = client or client_for(connection.connector)
-    db.session.commit()  # no transaction open while the connector is called
-    return {name: client.get_list(guid, name) for name in names}
+    own = client is None
+    if own:
+        client = client_for(connection.connector)
+    try:
+        db.session.commit()  # no transaction open while the connector is called
+        return {name: client.get_list(guid, name) for name in names}
+    finally:
+        if own:
+            client.close()
 
 
 @dataclass
@@ -575,23 +591,12 @@ def _sql_key(column, attr: str):
     return expr
 
 
-def _blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    return a == b
-
-
 class Importer:
     """Plans and applies the import of actors of one connection. One instance per run (or preview page)."""
 
     def __init__(self, connection: Connection, request: ImportRequest, *, run_id: int | None = None,
                  user_id: int | None = None, dry_run: bool = False, client: ConnectorClient | None = None):
         self.connection_id = connection.id
-        self.connection_name = connection.name
         self.guid = connection.guid
         self.request = request
         self.settings = request.settings
@@ -601,7 +606,7 @@ class Importer:
         self.client = client
         self.specs: dict[str, TypeSpec] = {}
         for config in connection.actor_types:
-            if config.is_active and config.supported and config.erp_actor_type in ACTOR_CRM:
+            if config.is_active and config.supported and config.erp_actor_type in ACTOR_CRM_TYPE:
                 spec = type_spec(config)
                 if spec.write:
                     self.specs[config.erp_actor_type] = spec
@@ -670,7 +675,7 @@ class Importer:
     def _unmapped(self, p: Planned, f: MappedField, item_key: str, pending_items: dict):
         """The CRM value for an ERP list item without a list mapping, by the list policy."""
         erp_field_id, _label, erp_list = p.spec.erp_fields.get(f.erp_key, (0, f.erp_label, ""))
-        crm_spec = next((c for c in CRM_FIELDS[p.crm_type] if c.key == f.crm_key), None)
+        crm_spec = crm_field(p.crm_type, f.crm_key)
         crm_list = crm_spec.list_name if crm_spec is not None else None
         label = f.erp_label or f.erp_key
         if item_key in f.list_map:  # mapped to "No selection" on purpose
@@ -792,7 +797,7 @@ class Importer:
         first = attrs[0]
         probes: dict[int, tuple] = {}
         for p in candidates:
-            if _blank(p.values.get(first)):
+            if is_blank(p.values.get(first)):
                 continue
             probes[id(p)] = tuple(_norm(a, p.values.get(a)) for a in attrs)
         if not probes:
@@ -843,7 +848,7 @@ class Importer:
             return
         if p.record is None:
             p.outcome = "new"
-            p.changes = [(k, None, v) for k, v in p.values.items() if not _blank(v)]
+            p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v)]
             problem = _required_problem(crm_type, p.values, None)
         else:
             # Linked actors are updated (merge keeps filling empty fields only); a matched record is merged
@@ -852,9 +857,9 @@ class Importer:
             changes = []
             for key, new in p.values.items():
                 old = getattr(p.record, key)
-                if not isinstance(new, NewListItem) and _same(old, new):
+                if not isinstance(new, NewListItem) and same_value(old, new):
                     continue
-                if merge and (not _blank(old) or _blank(new)):
+                if merge and (not is_blank(old) or is_blank(new)):
                     continue
                 changes.append((key, old, new))
             p.changes = changes
@@ -956,7 +961,7 @@ class Importer:
                 elif key in old:
                     base[key] = old[key]
                 continue
-            if key in p.erp_values and _same(crm_now.get(key), p.erp_values.get(key)):
+            if key in p.erp_values and same_value(crm_now.get(key), p.erp_values.get(key)):
                 base[key] = p.erp_values[key]
             elif p.link is not None:
                 if key in old:
@@ -994,13 +999,11 @@ class Importer:
         """A CRM value as text for the change log and the preview."""
         if isinstance(value, NewListItem):
             return value.name
+        if key == "company_id" and p is not None and p.company is not None:
+            return p.company[1]
         if value is None:
-            if key == "company_id" and p is not None and p.company is not None:
-                return p.company[1]
             return None
         if key == "company_id":
-            if p is not None and p.company is not None:
-                return p.company[1]
             return f"#{value}"
         if key in _LIST_KEYS[crm_type]:
             return self.list_item_names.get(value, f"#{value}")
@@ -1111,11 +1114,11 @@ def _required_problem(crm_type: str, values: Mapping, record) -> str:
         return getattr(record, attr, "") if record is not None else ""
 
     if crm_type == CrmType.CONTACT:
-        if _blank(value("first_name")) and _blank(value("last_name")):
+        if is_blank(value("first_name")) and is_blank(value("last_name")):
             return "A contact needs a first name or a last name."
         return ""
     for spec in CRM_FIELDS[crm_type]:
-        if spec.required and _blank(value(spec.key)):
+        if spec.required and is_blank(value(spec.key)):
             return f"{spec.label} is blank, and a {crm_type} needs one."
     return ""
 
@@ -1131,7 +1134,7 @@ class PreviewRow:
 
 
 @dataclass
-class PreviewPage:
+class PreviewPage(Paging):
     rows: list[PreviewRow]
     total: int
     page: int
@@ -1139,18 +1142,6 @@ class PreviewPage:
     missing: list[str]
     notes: list[str]
     counts: Counter
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
 
 
 def selected_keys(connection: Connection, request: ImportRequest, client: ConnectorClient) -> list[str]:
@@ -1226,16 +1217,16 @@ def preview(connection: Connection, request: ImportRequest, page: int = 1, per_p
 
 
 def find_persons(client: ConnectorClient, guid: str, parent_type: str, parent_keys: Sequence[str],
-                 field_keys: Sequence[str], state: dict | None = None) -> list[dict]:
+                 field_keys: Sequence[str]) -> list[dict]:
     """The persons of these companies: SearchActorsAdvanced(ParentErpKey oneof …) in chunks, or
     SearchActorByParent per company for connectors that refuse that restriction."""
-    state = state if state is not None else {}
+    by_parent = False  # the connector refused ParentErpKey oneof: ask per company from then on
     result: list[dict] = []
     keys = list(dict.fromkeys(parent_keys))
     for start in range(0, len(keys), PARENT_CHUNK):
         chunk = keys[start:start + PARENT_CHUNK]
         wanted = set(chunk)
-        if not state.get("by_parent"):
+        if not by_parent:
             try:
                 found = client.search_actors_advanced(
                     guid, ActorType.PERSON,
@@ -1247,7 +1238,7 @@ def find_persons(client: ConnectorClient, guid: str, parent_type: str, parent_ke
                 if exc.transient:
                     raise
                 log.info("connector refused ParentErpKey oneof (%s); searching persons per company", exc.error_code)
-                state["by_parent"] = True
+                by_parent = True
         for key in chunk:
             result.extend(client.search_actor_by_parent(guid, ActorType.PERSON, "", parent_type, key,
                                                         list(field_keys)))
@@ -1295,7 +1286,7 @@ def start_import(connection: Connection, request: ImportRequest, *, actor: User 
 
 
 def submit(run_id: int) -> bool:
-    """Give the run to the scheduler of this process (jobs.tasks.run_sync → engine.execute_run → execute_import);
+    """Give the run to the scheduler of this process (jobs.tasks.run_cycle → engine.execute_run → execute_import);
     without one, the dispatcher sweep picks the queued run up."""
     try:
         from jobs.scheduler import submit_run
@@ -1501,10 +1492,7 @@ def _write_batch(importer: Importer, state: _RunState, spec: TypeSpec, batch: Se
                      attempt)
             continue
         importer.count(planned)
-        _report_missing(importer, spec, missing)
-        importer.done += len(batch)
-        state.write()
-        db.session.commit()
+        _batch_done(importer, state, spec, batch, missing)
         importer.after_commit(planned)
         written = True
         break
@@ -1525,6 +1513,12 @@ def _write_batch(importer: Importer, state: _RunState, spec: TypeSpec, batch: Se
         else:
             importer.count(planned)
             importer.after_commit(planned)
+    _batch_done(importer, state, spec, batch, missing)
+
+
+def _batch_done(importer: Importer, state: _RunState, spec: TypeSpec, batch: Sequence[str],
+                missing: Sequence[str]) -> None:
+    """Count the batch's actors the ERP no longer has, move the progress on and commit."""
     _report_missing(importer, spec, missing)
     importer.done += len(batch)
     state.write()

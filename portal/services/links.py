@@ -3,6 +3,7 @@ per connection — the database enforces both)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -27,11 +28,28 @@ def link_for_actor(connection_id: int, actor_type: str, erp_key: str) -> Link | 
                                                 Link.erp_actor_type == actor_type, Link.erp_key == erp_key))
 
 
-def holder_description(link: Link) -> str:
-    model = CRM_MODELS[link.crm_type]
-    record = db.session.get(model, link.crm_id)
+def _describe(link: Link, record) -> str:
     name = getattr(record, "display_name", None) or f"#{link.crm_id}"
     return f"{CRM_TYPE_LABELS[link.crm_type].lower()} {name}"
+
+
+def holder_description(link: Link) -> str:
+    """The CRM record that holds ``link``, e.g. "company Acme"."""
+    return _describe(link, db.session.get(CRM_MODELS[link.crm_type], link.crm_id))
+
+
+def holder_descriptions(links: Iterable[Link]) -> dict[int, str]:
+    """:func:`holder_description` of many links (by link id), reading their records with one query per CRM type."""
+    links = list(links)
+    ids: dict[str, set[int]] = {}
+    for link in links:
+        ids.setdefault(link.crm_type, set()).add(link.crm_id)
+    records = {}
+    for crm_type, crm_ids in ids.items():
+        model = CRM_MODELS[crm_type]
+        for record in db.session.scalars(select(model).where(model.id.in_(crm_ids))):
+            records[(crm_type, record.id)] = record
+    return {link.id: _describe(link, records.get((link.crm_type, link.crm_id))) for link in links}
 
 
 def check_free(connection_id: int, crm_type: str, crm_id: int, actor_type: str, erp_key: str) -> None:

@@ -122,7 +122,8 @@ def _guarded_commit(connection: Connection, problems_before: list[str], what: st
     then roll it back and refuse with those problems."""
     if connection.active:
         db.session.flush()
-        new = [p for p in mapping_problems(connection) if p not in set(problems_before)]
+        before = set(problems_before)
+        new = [p for p in mapping_problems(connection) if p not in before]
         if new:
             db.session.rollback()
             raise MappingError([f"The connection is active, and {what} would stop it from being valid: "
@@ -218,13 +219,12 @@ def other_to_crm_targets(connection: Connection) -> dict[tuple[str, str], str]:
     return result
 
 
-def _used_in_tab(config: ActorTypeConfig, state_overrides: Mapping[int, MappingState] | None = None
-                 ) -> dict[str, ErpField]:
+def _used_in_tab(config: ActorTypeConfig) -> dict[str, ErpField]:
+    """CRM field key -> the first ERP field (rank order) of the tab mapped to it."""
     used: dict[str, ErpField] = {}
     for f in ordered_fields(config):
-        key = (state_overrides or {}).get(f.id, MappingState.of(f)).crm_field
-        if key:
-            used.setdefault(key, f)
+        if f.crm_field:
+            used.setdefault(f.crm_field, f)
     return used
 
 
@@ -298,16 +298,18 @@ def needs_value(erp_field: ErpField) -> bool:
 
 
 def row_view(erp_field: ErpField, *, elsewhere: Mapping[tuple[str, str], str] | None = None,
-             errors: Iterable[str] = ()) -> RowView:
+             errors: Iterable[str] = (), used: Mapping[str, ErpField] | None = None) -> RowView:
     config = erp_field.actor_type
     if elsewhere is None:
         elsewhere = other_to_crm_targets(config.connection)
+    if used is None:
+        used = _used_in_tab(config)
     state = MappingState.of(erp_field)
     crm = crm_field(config.crm_type, state.crm_field) if state.crm_field else None
     missing_in_crm = bool(state.crm_field) and crm is None
     view = RowView(
         field=erp_field, config=config, state=state,
-        choices=crm_choices(erp_field, config.crm_type, _used_in_tab(config), elsewhere),
+        choices=crm_choices(erp_field, config.crm_type, used, elsewhere),
         crm=crm, missing_in_crm=missing_in_crm,
         already_mapped_by=elsewhere.get((config.crm_type, state.crm_field)) if state.crm_field else None,
         to_crm=direction_to_crm(erp_field, config.crm_type, state.crm_field, elsewhere),
@@ -322,7 +324,8 @@ def row_view(erp_field: ErpField, *, elsewhere: Mapping[tuple[str, str], str] | 
 
 def row_views(config: ActorTypeConfig) -> list[RowView]:
     elsewhere = other_to_crm_targets(config.connection)
-    return [row_view(f, elsewhere=elsewhere) for f in ordered_fields(config)]
+    used = _used_in_tab(config)  # once for the grid, not once per row
+    return [row_view(f, elsewhere=elsewhere, used=used) for f in ordered_fields(config)]
 
 
 def validate_row(erp_field: ErpField, state: MappingState,
@@ -391,8 +394,12 @@ def save_row(erp_field: ErpField, state: MappingState, *, actor=None, **ctx) -> 
         _forget_agreed_value(config, erp_field.field_key)
         target = crm_field(config.crm_type, state.crm_field) if state.crm_field else None
         if target is not None:  # item mappings into another CRM list than the new target's are void
+            item_ids = {item.crm_item_id for item in erp_field.list_mappings if item.crm_item_id}
+            items_by_id = {}
+            if item_ids:  # one query for all the mapped items, not one per mapping
+                items_by_id = {i.id: i for i in db.session.scalars(select(ListItem).where(ListItem.id.in_(item_ids)))}
             for item in list(erp_field.list_mappings):
-                crm_item = db.session.get(ListItem, item.crm_item_id) if item.crm_item_id else None
+                crm_item = items_by_id.get(item.crm_item_id) if item.crm_item_id else None
                 if crm_item is None or crm_item.list_name != target.list_name:
                     erp_field.list_mappings.remove(item)
     _audit("mapping.update", erp_field, connection, before=current.as_dict(), after=state.as_dict(),
@@ -519,7 +526,8 @@ def erp_list(connection: Connection, list_name: str) -> dict[str, str]:
     if not list_name:
         raise ServiceError("The connector names no list for this field.")
     try:
-        return client_for(connection.connector).get_list(connection.guid, list_name)
+        with client_for(connection.connector) as client:
+            return client.get_list(connection.guid, list_name)
     except ConnectorError as exc:
         raise ServiceError(f"Could not read the ERP list {list_name}: {exc.user_message}") from exc
 
@@ -677,12 +685,12 @@ def default_list_texts(connection: Connection, fields: Iterable[ErpField]) -> di
     texts: dict[str, dict[str, str]] = {}
     if not wanted:
         return texts
-    client = client_for(connection.connector, retries=1)
-    for list_name, keys in wanted.items():
-        try:
-            texts[list_name] = client.get_list_items(connection.guid, list_name, sorted(keys))
-        except ConnectorError:
-            texts[list_name] = {}
+    with client_for(connection.connector, retries=1) as client:
+        for list_name, keys in wanted.items():
+            try:
+                texts[list_name] = client.get_list_items(connection.guid, list_name, sorted(keys))
+            except ConnectorError:
+                texts[list_name] = {}
     return texts
 
 
@@ -695,6 +703,18 @@ def default_display(erp_field: ErpField, list_texts: Mapping[str, Mapping[str, s
 def _default_snapshot(erp_field: ErpField) -> dict:
     return {"has_default": erp_field.has_default, "default_value": erp_field.default_value,
             "ask_user": erp_field.ask_user, "mandatory": erp_field.mandatory}
+
+
+def _commit_default(erp_field: ErpField, connection: Connection, before: dict, problems_before: list[str],
+                    what: str, *, actor=None, **ctx) -> ErpField:
+    """Audit and commit the default-value settings just assigned to ``erp_field`` (nothing when unchanged)."""
+    after = _default_snapshot(erp_field)
+    if after == before:
+        return erp_field
+    _audit("default.update", erp_field, connection, before=before, after=after, object_type="erp_field",
+           secret=erp_field.field_type == FieldType.PASSWORD, actor=actor, **ctx)
+    _guarded_commit(connection, problems_before, what)
+    return erp_field
 
 
 def parse_default(erp_field: ErpField, text: str | None, *, erp_items: Mapping[str, str] | None = None):
@@ -748,13 +768,8 @@ def save_default(erp_field: ErpField, *, set_default: bool, value_text: str | No
     erp_field.default_value = value if set_default else None
     erp_field.ask_user = ask_user
     erp_field.mandatory = mandatory
-    after = _default_snapshot(erp_field)
-    if after == before:
-        return erp_field
-    _audit("default.update", erp_field, connection, before=before, after=after, object_type="erp_field",
-           secret=erp_field.field_type == FieldType.PASSWORD, actor=actor, **ctx)
-    _guarded_commit(connection, problems_before, f"this default of {field_label(erp_field)}")
-    return erp_field
+    return _commit_default(erp_field, connection, before, problems_before,
+                           f"this default of {field_label(erp_field)}", actor=actor, **ctx)
 
 
 def remove_default(erp_field: ErpField, *, actor=None, **ctx) -> ErpField:
@@ -764,13 +779,8 @@ def remove_default(erp_field: ErpField, *, actor=None, **ctx) -> ErpField:
     problems_before = _problems_now(connection)
     erp_field.has_default, erp_field.default_value, erp_field.ask_user = False, None, False
     erp_field.mandatory = erp_field.access == FieldAccess.MANDATORY
-    after = _default_snapshot(erp_field)
-    if after == before:
-        return erp_field
-    _audit("default.update", erp_field, connection, before=before, after=after, object_type="erp_field",
-           secret=erp_field.field_type == FieldType.PASSWORD, actor=actor, **ctx)
-    _guarded_commit(connection, problems_before, f"removing the default of {field_label(erp_field)}")
-    return erp_field
+    return _commit_default(erp_field, connection, before, problems_before,
+                           f"removing the default of {field_label(erp_field)}", actor=actor, **ctx)
 
 
 # ============================================================================================ rank

@@ -128,6 +128,21 @@ def _crm_type(crm_field_type: object) -> CrmFieldType:
         raise ConversionError(f"Unknown CRM field type {_quote(crm_field_type)}") from None
 
 
+def same_value(a: object, b: object) -> bool:
+    """Equal as field values: ``True`` is not ``1`` and ``False`` is not ``0`` (a checkbox is not a number), NaN
+    equals NaN, and an object whose ``==`` fails is different."""
+    if a is b:
+        return True
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:  # NaN
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # pragma: no cover - exotic objects with a broken __eq__
+        return False
+
+
 def is_blank(value: object) -> bool:
     """``None``, a string of only whitespace, or an empty collection. ``0`` and ``False`` are not blank."""
     if value is None:

@@ -79,7 +79,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from portal.services.values import is_blank
+from portal.services.values import is_blank, same_value
 
 __all__ = ["Conflict", "FieldRule", "MergeResult", "POLICIES", "MODES", "PreparedRules", "apply", "merge",
            "merge_prepared", "prepare", "record_hash"]
@@ -129,19 +129,6 @@ class MergeResult:
     def changed(self) -> bool:
         """True when anything is to be written to either side (a changed base alone does not count)."""
         return bool(self.to_crm or self.to_erp)
-
-
-def _same(a: object, b: object) -> bool:
-    if a is b:
-        return True
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:  # NaN
-        return True
-    try:
-        return bool(a == b)
-    except Exception:  # pragma: no cover - exotic objects with a broken __eq__
-        return False
 
 
 def _utc(moment: object) -> datetime | None:
@@ -260,7 +247,7 @@ def merge(
         c = crm.get(key)
         e = erp.get(key)
 
-        if _same(c, e):
+        if same_value(c, e):
             result.new_base[key] = c
             continue
 
@@ -278,7 +265,7 @@ def merge(
             continue
 
         has_base = b is not _MISSING
-        if has_base and _same(e, b):  # only the CRM changed
+        if has_base and same_value(e, b):  # only the CRM changed
             if rule.to_erp:
                 if _blocked(no_blank, c, e):
                     result.skipped_blank.append(key)
@@ -286,7 +273,7 @@ def merge(
                     result.to_erp[key] = c
                     result.new_base[key] = c
             continue
-        if has_base and _same(c, b):  # only the ERP changed
+        if has_base and same_value(c, b):  # only the ERP changed
             if rule.to_crm:
                 if _blocked(no_blank, e, c):
                     result.skipped_blank.append(key)
@@ -339,8 +326,8 @@ def prepare(rules: Sequence[FieldRule]) -> PreparedRules:
     return PreparedRules(rules)
 
 
-# Exact types for which ``a == b`` is what ``_same`` decides when both values have that type (no bool/number mix,
-# no NaN, no exotic ``__eq__``); anything else goes through ``_same``.
+# Exact types for which ``a == b`` is what ``same_value`` decides when both values have that type (no bool/number mix,
+# no NaN, no exotic ``__eq__``); anything else goes through ``same_value``.
 _PLAIN_TYPES = frozenset({str, int, type(None)})
 
 
@@ -383,7 +370,7 @@ def merge_prepared(
             if c == e:
                 new_base[key] = c
                 continue
-        elif _same(c, e):
+        elif same_value(c, e):
             new_base[key] = c
             continue
 
@@ -407,7 +394,7 @@ def merge_prepared(
             if kind is type(e) and kind in plain:
                 erp_kept = b == e
             else:
-                erp_kept = _same(e, b)
+                erp_kept = same_value(e, b)
             if erp_kept:  # only the CRM changed
                 if rule_to_erp:
                     if no_blank and is_blank(c) and not is_blank(e):
@@ -419,7 +406,7 @@ def merge_prepared(
             if kind is type(c) and kind in plain:
                 crm_kept = b == c
             else:
-                crm_kept = _same(c, b)
+                crm_kept = same_value(c, b)
             if crm_kept:  # only the ERP changed
                 if rule_to_crm:
                     if no_blank and is_blank(e) and not is_blank(c):
