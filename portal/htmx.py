@@ -43,6 +43,13 @@ def stop_polling(body: str = "") -> Response:
     return make_response(body, 286)
 
 
+def vary_on_htmx(response: Response) -> Response:
+    """For ``bp.after_request``: the same URL answers with a page or a partial, so caches must keep them apart
+    (init_app only marks the htmx responses)."""
+    response.vary.add("HX-Request")
+    return response
+
+
 def init_app(app) -> None:
     @app.after_request
     def _hx_headers(response: Response) -> Response:

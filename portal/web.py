@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import abort, g, render_template, request
 
 from portal.extensions import db
@@ -11,6 +13,15 @@ from portal.htmx import wants_partial
 def audit_ctx() -> dict:
     """The who/where of an admin action, for portal.services.audit.record(**audit_ctx())."""
     return {"actor": g.get("user"), "request_id": g.get("request_id", ""), "ip": request.remote_addr or ""}
+
+
+def apply_form_errors(form, errors: Mapping[str, str]) -> None:
+    """Put a service's messages ({field name: message}) on the matching inputs, the rest on the form."""
+    for key, message in errors.items():
+        if key in form:
+            form[key].errors = [*form[key].errors, message]
+        else:
+            form.form_errors.append(message)
 
 
 def get_or_404(model, ident):

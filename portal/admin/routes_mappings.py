@@ -14,7 +14,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from portal.admin import bp
 from portal.admin.forms_mappings import ActorSwitchForm, DefaultForm, MappingRowForm
 from portal.extensions import db
-from portal.htmx import hx_redirect, hx_trigger, is_htmx, toast, wants_partial
+from portal.htmx import hx_trigger, is_htmx, redirect_for, toast, wants_partial
 from portal.models import ActorTypeConfig, Connection, ErpField, FieldAccess, FieldType, ListItem
 from portal.services import connections as connection_service
 from portal.services import mapping as service
@@ -48,6 +48,14 @@ def _field(connection: Connection, field_id: int) -> ErpField:
     return erp_field
 
 
+def _list_field(connection: Connection, field_id: int) -> ErpField:
+    """An ERP list field of the connection whose list maps to a CRM list (404 otherwise)."""
+    erp_field = _field(connection, field_id)
+    if service.list_target(erp_field) is None:
+        abort(404)
+    return erp_field
+
+
 def _config(connection: Connection, actor_type: str) -> ActorTypeConfig:
     config = connection.actor_type(actor_type)
     if config is None:
@@ -55,7 +63,7 @@ def _config(connection: Connection, actor_type: str) -> ActorTypeConfig:
     return config
 
 
-def _tabs(connection: Connection, endpoint: str, current: ActorTypeConfig | None) -> list[tuple]:
+def _tabs(connection: Connection, endpoint: str) -> list[tuple]:
     return [(c.erp_actor_type, c.erp_actor_type, url_for(endpoint, connection_id=connection.id,
                                                          actor=c.erp_actor_type), None)
             for c in connection.actor_types]
@@ -68,7 +76,7 @@ def _back(connection: Connection, endpoint: str, **args):
 
 def _page_context(connection: Connection, endpoint: str, config: ActorTypeConfig | None) -> dict:
     return {"connection": connection, "config": config, "current_endpoint": endpoint,
-            "tabs": _tabs(connection, endpoint, config) if endpoint != "admin.list_mapping" else []}
+            "tabs": _tabs(connection, endpoint) if endpoint != "admin.list_mapping" else []}
 
 
 # ============================================================================================ mappings
@@ -155,8 +163,8 @@ def mappings_switch(connection_id: int, actor_type: str):
         hx_trigger(CHANGED)
         toast("success", f"{config.erp_actor_type} {'syncs' if config.is_active else 'does not sync'} "
                          f"to CRM {service.crm_label(config.crm_type)} records.")
-    return (_tpl("admin/mappings/_switch.html", config=config, connection=connection,
-                            switch_label=service.switch_label, error=error), 422 if error else 200)
+    return (_tpl("admin/mappings/_switch.html", config=config, connection=connection, error=error),
+            422 if error else 200)
 
 
 @bp.route("/connections/<int:connection_id>/mappings/status")
@@ -199,7 +207,7 @@ def mappings_refresh(connection_id: int):
             parts.append(f"{len(report.missing)} missing in ERP: {', '.join(report.missing)}")
         flash("Fields refreshed: " + "; ".join(parts) + ".", "warning" if report.missing else "success")
     target = url_for("admin.mappings", connection_id=connection.id, actor=actor_type)
-    return hx_redirect(target) if is_htmx() else redirect(target)
+    return redirect_for(target)
 
 
 # ============================================================================================ list mapping
@@ -207,7 +215,7 @@ def mappings_refresh(connection_id: int):
 def _list_context(connection: Connection, erp_field: ErpField | None) -> dict:
     context = _page_context(connection, "admin.list_mapping", None)
     context.update(fields=service.list_fields(connection), selected=erp_field, rows=[], items=[],
-                   load_error=None, target=None, list_target=service.list_target)
+                   load_error=None, target=None)
     if erp_field is None:
         return context
     target = service.list_target(erp_field)
@@ -248,9 +256,7 @@ def _list_row_response(erp_field: ErpField, rows: list[service.ListRow], key: st
 def list_mapping_item(connection_id: int, field_id: int):
     """Save the CRM item of one ERP list item; the answer is that row, plus the rows whose duplicate flag changed."""
     connection = _connection(connection_id)
-    erp_field = _field(connection, field_id)
-    if service.list_target(erp_field) is None:
-        abort(404)
+    erp_field = _list_field(connection, field_id)
     key = request.form.get("erp_key", "")
     raw = (request.form.get("crm_item_id") or "").strip()
     try:
@@ -308,9 +314,7 @@ def list_mapping_item(connection_id: int, field_id: int):
 def list_mapping_match(connection_id: int, field_id: int):
     """Map the still unmapped ERP items whose text equals a CRM item's name (one to one)."""
     connection = _connection(connection_id)
-    erp_field = _field(connection, field_id)
-    if service.list_target(erp_field) is None:
-        abort(404)
+    erp_field = _list_field(connection, field_id)
     try:
         erp_items = service.erp_list(connection, erp_field.list_name)
         suggestions = service.match_by_name(erp_field, erp_items)
@@ -323,7 +327,7 @@ def list_mapping_match(connection_id: int, field_id: int):
         flash(f"{len(changed)} item(s) matched by name." if changed else "No further items match by name.",
               "success" if changed else "info")
     target = url_for("admin.list_mapping", connection_id=connection.id, field=erp_field.id)
-    return hx_redirect(target) if is_htmx() else redirect(target)
+    return redirect_for(target)
 
 
 # ============================================================================================ defaults

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from portal.admin import bp
 from portal.admin.forms_runs import ChangeFilterForm, RetentionForm, RunRequestForm
 from portal.extensions import db
-from portal.htmx import hx_redirect, hx_trigger, is_htmx, stop_polling, toast, wants_partial
+from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
 from portal.models import CRM_MODELS, Connection, RunKind, RunStatus, SyncRun
 from portal.services import audit
 from portal.services.bootstrap import sync_settings
@@ -190,7 +190,7 @@ def _resync(connection_id: int, kind: str):
                 _submit([run.id])
                 toast("success", f"{runs.KIND_LABELS[kind]} of {connection.name} started.")
                 target = url_for("admin.run_detail", run_id=run.id)
-                return hx_redirect(target) if is_htmx() else redirect(target)
+                return redirect_for(target)
             toast("error", runs.describe_busy(run))
             busy, status = run, 409
     db.session.commit()

@@ -25,7 +25,7 @@ from portal.services.users import (
     set_erp_licence,
     update_user,
 )
-from portal.web import audit_ctx, get_or_404, render_form
+from portal.web import apply_form_errors, audit_ctx, get_or_404, render_form
 
 # Settings sub-navigation: (label, endpoint, fallback URL, endpoint prefixes that mark it current).
 SETTINGS_NAV = (
@@ -57,14 +57,12 @@ def _settings_nav():
 
 
 def _field_error(form, exc: UserError) -> None:
-    if exc.field and exc.field in form:
-        form[exc.field].errors = [*form[exc.field].errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
+    apply_form_errors(form, {exc.field or "": str(exc)})
 
 
-def _all_groups() -> list[UserGroup]:
-    return list(db.session.scalars(select(UserGroup).order_by(func.lower(UserGroup.name))))
+def _group_choices() -> list[tuple[int, str]]:
+    groups = db.session.scalars(select(UserGroup).order_by(func.lower(UserGroup.name)))
+    return [(group.id, group.name) for group in groups]
 
 
 def _groups_by_id(ids) -> list[UserGroup]:
@@ -98,7 +96,7 @@ def _render_user_form(form: UserForm, user: User | None):
 @bp.route("/users/new", methods=["GET", "POST"])
 def user_create():
     form = UserForm()
-    form.groups.choices = [(group.id, group.name) for group in _all_groups()]
+    form.groups.choices = _group_choices()
     if form.validate_on_submit():
         try:
             user = create_user(
@@ -118,7 +116,7 @@ def user_create():
 def user_edit(user_id: int):
     user = get_or_404(User, user_id)
     form = UserForm(obj=user)
-    form.groups.choices = [(group.id, group.name) for group in _all_groups()]
+    form.groups.choices = _group_choices()
     if request.method == "GET":
         form.groups.data = [group.id for group in user.groups]
         form.password.data = ""

@@ -18,11 +18,11 @@ from flask_wtf import FlaskForm
 from portal.crm import bp
 from portal.crm.forms import FORMS, SECTIONS, form_data
 from portal.extensions import db
-from portal.htmx import redirect_for, wants_partial
+from portal.htmx import redirect_for, vary_on_htmx, wants_partial
 from portal.models import CRM_FIELDS, Company, Contact, CrmFieldType, CrmType, Project
 from portal.services import crm as crm_service
 from portal.services import lists as list_service
-from portal.web import get_or_404, render_form
+from portal.web import apply_form_errors, get_or_404, render_form
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ KINDS = {kind.crm_type: kind for kind in (COMPANY, CONTACT, PROJECT)}
 TAB_LABELS = {"details": "Details", "contacts": "Contacts", "erp": "ERP"}
 
 
-@bp.after_request
-def _vary_on_htmx(response):
-    # The same URL answers with a page or a partial: caches must keep them apart.
-    response.vary.add("HX-Request")
-    return response
+bp.after_request(vary_on_htmx)
 
 
 @bp.context_processor
@@ -154,14 +150,6 @@ def _fill_choices(kind: Kind, form: FlaskForm, record=None) -> None:
         form.company_id.choices = choices
 
 
-def _apply_errors(form: FlaskForm, errors: dict[str, str]) -> None:
-    for key, message in errors.items():
-        if key in form:
-            form[key].errors = [*form[key].errors, message]
-        else:
-            form.form_errors.append(message)
-
-
 def _render_form(kind: Kind, form: FlaskForm, record=None):
     action = kind.url("edit", record) if record is not None else kind.url("create", **request.args.to_dict())
     return render_form("crm/form.html", "crm/_form.html", form, kind=kind, record=record, action=action,
@@ -177,7 +165,7 @@ def _create_view(kind: Kind):
         try:
             record = crm_service.create_record(kind.crm_type, form_data(form))
         except crm_service.ValidationError as exc:
-            _apply_errors(form, exc.errors)
+            apply_form_errors(form, exc.errors)
         else:
             flash(f"{kind.label} “{record.display_name}” created.", "success")
             return redirect_for(kind.url("detail", record))
@@ -192,7 +180,7 @@ def _edit_view(kind: Kind, record_id: int):
         try:
             crm_service.update_record(record, form_data(form))
         except crm_service.ValidationError as exc:
-            _apply_errors(form, exc.errors)
+            apply_form_errors(form, exc.errors)
         else:
             flash(f"{kind.label} “{record.display_name}” saved.", "success")
             return redirect_for(kind.url("detail", record))

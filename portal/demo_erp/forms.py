@@ -113,12 +113,3 @@ def form_values(form: FlaskForm, actor_type: str) -> dict:
             data = None
         values[meta["FieldKey"]] = data
     return values
-
-
-def add_errors(form: FlaskForm, errors: Mapping[str, str]) -> None:
-    """Put the Demo ERP's messages ({FieldKey: message}) on the matching inputs, the rest on the form."""
-    for key, message in errors.items():
-        if key in form:
-            form[key].errors = [*form[key].errors, message]
-        else:
-            form.form_errors.append(message)

@@ -6,10 +6,10 @@ from flask import abort, flash, render_template, request, url_for
 
 from portal.connectors.builtin.demo import FIELDS, PARENT_TYPES, DemoErpValidationError
 from portal.demo_erp import bp, demo_connector
-from portal.demo_erp.forms import ConfirmForm, actor_form, add_errors, default_values, form_values
+from portal.demo_erp.forms import ConfirmForm, actor_form, default_values, form_values
 from portal.htmx import redirect_for, wants_partial
 from portal.services.crm import Page
-from portal.web import render_form
+from portal.web import apply_form_errors, render_form
 
 PER_PAGE = 25
 # URL segment -> (actor type, plural label, singular label)
@@ -133,7 +133,7 @@ def actor_edit(kind: str, erp_key: str):
         except KeyError:
             abort(404)
         except DemoErpValidationError as exc:
-            add_errors(form, exc.errors)
+            apply_form_errors(form, exc.errors)
         else:
             flash(f"Saved {_title(saved)} in the Demo ERP (LastModified {saved['LastModified']}). "
                   "The portal picks the change up on its next sync.", "success")
@@ -161,7 +161,7 @@ def actor_new(kind: str):
         try:
             created = erp.create(actor_type, form_values(form, actor_type), parent[:2] if parent else None)
         except DemoErpValidationError as exc:
-            add_errors(form, exc.errors)
+            apply_form_errors(form, exc.errors)
         else:
             flash(f"Created {singular} {_title(created)} ({created['ErpKey']}) in the Demo ERP.", "success")
             return redirect_for(url_for("demo_erp.actor_detail", kind=kind, erp_key=created["ErpKey"]))

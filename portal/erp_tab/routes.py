@@ -33,7 +33,7 @@ from portal.erp_tab.forms import (
     apply_errors,
 )
 from portal.errors import render_error
-from portal.htmx import hx_trigger, toast, wants_partial
+from portal.htmx import hx_trigger, toast, vary_on_htmx, wants_partial
 from portal.models import CRM_TYPE_LABELS
 from portal.services import erp_tab as svc
 
@@ -47,10 +47,7 @@ def _refused(error: svc.ErpTabError):
     return render_error(error.status, error.message)
 
 
-@bp.after_request
-def _vary(response):
-    response.vary.add("HX-Request")
-    return response
+bp.after_request(vary_on_htmx)
 
 
 @bp.context_processor
