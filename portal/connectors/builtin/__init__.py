@@ -24,11 +24,6 @@ def register(name: str):
     return decorator
 
 
-def builtin_names() -> list[str]:
-    _load()
-    return sorted(_FACTORIES)
-
-
 def get_builtin(name: str, config: Mapping) -> ConnectorService | None:
     """The built-in connector ``name`` for this app config, or None when there is no such connector."""
     _load()

@@ -51,6 +51,7 @@ DEMO_PASSWORD = "demo"
 OFFLINE_MESSAGE = "ERP is offline, showing cached data"
 MAX_PAGE = 5000  # largest GetActorsByTimestamp page, whatever Limit asks for
 _CHUNK = 500  # keys per IN (...) query
+_BY_NAME = "display_name COLLATE NOCASE, erp_key"  # the order of searches and the pages (ix_actors_name)
 
 ACTOR_TYPES = ("Customer", "Supplier", "Person", "Project")
 PARENT_TYPES = ("Customer", "Supplier")
@@ -386,6 +387,37 @@ def _chunks(items: Sequence, size: int = _CHUNK):
         yield items[start:start + size]
 
 
+def _field_default(meta: dict):
+    return False if meta["FieldType"] == "Checkbox" else None
+
+
+# (FieldKey, value when not stored) of every field, per actor type: FieldValues when no FieldKeys are given.
+_ALL_FIELDS: dict[str, tuple[tuple[str, object], ...]] = {
+    t: tuple((key, _field_default(meta)) for key, meta in index.items()) for t, index in FIELD_INDEX.items()}
+
+
+def _field_plan(actor_type: str, field_keys: Sequence[str] | None) -> tuple[tuple[str, object], ...]:
+    """The (FieldKey, value when not stored) pairs an answer gives: the requested known fields, once each."""
+    if field_keys is None:
+        return _ALL_FIELDS[actor_type]
+    index = FIELD_INDEX[actor_type]
+    return tuple((key, _field_default(index[key])) for key in dict.fromkeys(field_keys) if key in index)
+
+
+def _doc_of(row: sqlite3.Row, plan: Sequence[tuple[str, object]], stored: Mapping | None = None) -> dict:
+    """An ErpActor document of a stored row; ``plan`` from _field_plan, ``stored`` the parsed fields if at hand."""
+    if stored is None:
+        stored = json.loads(row["fields"])
+    return {
+        "ActorType": row["actor_type"],
+        "ErpKey": row["erp_key"],
+        "LastModified": format_timestamp(row["last_modified"]),
+        "ParentActorType": row["parent_type"] or "",
+        "ParentErpKey": row["parent_key"] or "",
+        "FieldValues": {key: stored.get(key, default) for key, default in plan},
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The connector
 
@@ -605,19 +637,20 @@ class DemoErpConnector(ConnectorService):
 
     @staticmethod
     def _actor_doc(row: sqlite3.Row, field_keys: Sequence[str] | None = None) -> dict:
-        actor_type = row["actor_type"]
-        stored = json.loads(row["fields"])
-        index = FIELD_INDEX[actor_type]
-        wanted = index.keys() if field_keys is None else [k for k in dict.fromkeys(field_keys) if k in index]
-        return {
-            "ActorType": actor_type,
-            "ErpKey": row["erp_key"],
-            "LastModified": format_timestamp(row["last_modified"]),
-            "ParentActorType": row["parent_type"] or "",
-            "ParentErpKey": row["parent_key"] or "",
-            "FieldValues": {key: stored.get(key, False if index[key]["FieldType"] == "Checkbox" else None)
-                            for key in wanted},
-        }
+        return _doc_of(row, _field_plan(row["actor_type"], field_keys))
+
+    @staticmethod
+    def _actor_docs(rows: Iterable[sqlite3.Row], field_keys: Sequence[str] | None = None) -> list[dict]:
+        """_actor_doc for many rows, working out the requested fields once per actor type."""
+        plans: dict[str, tuple] = {}
+        docs = []
+        for row in rows:
+            actor_type = row["actor_type"]
+            plan = plans.get(actor_type)
+            if plan is None:
+                plan = plans[actor_type] = _field_plan(actor_type, field_keys)
+            docs.append(_doc_of(row, plan))
+        return docs
 
     def _answer(self, config: Mapping | None, **payload) -> dict:
         if config is not None and _truthy(config.get("SimulateOffline")):
@@ -754,25 +787,32 @@ class DemoErpConnector(ConnectorService):
             config = self._connection(conn, body)
             actor_type = self._actor_type(body)
             rows = self._rows_by_key(conn, keys)
-        actors = [self._actor_doc(rows[key], field_keys) for key in dict.fromkeys(keys)
-                  if key in rows and rows[key]["actor_type"] == actor_type]
+        actors = self._actor_docs([rows[key] for key in dict.fromkeys(keys)
+                                   if key in rows and rows[key]["actor_type"] == actor_type], field_keys)
         return self._answer(config, Actors=actors)
 
-    def _search(self, conn: sqlite3.Connection, actor_type: str, text: str, *, parent_key: str | None = None,
-                parent_type: str | None = None, limit: int | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM actors WHERE deleted = 0 AND actor_type = ?"
+    @staticmethod
+    def _where(actor_type: str, text: str, *, parent_key: str | None = None,
+               parent_type: str | None = None) -> tuple[str, list]:
+        """(WHERE clause, parameters) for live actors of a type, by parent and name text ("contains")."""
+        where = "deleted = 0 AND actor_type = ?"
         params: list = [actor_type]
         if parent_key is not None:
-            sql += " AND parent_key = ?"
+            where += " AND parent_key = ?"
             params.append(parent_key)
         if parent_type:
-            sql += " AND parent_type = ?"
+            where += " AND parent_type = ?"
             params.append(parent_type)
         needle = (text or "").strip().casefold()
         if needle:
-            sql += " AND instr(search_text, ?) > 0"
+            where += " AND instr(search_text, ?) > 0"
             params.append(needle)
-        sql += " ORDER BY display_name COLLATE NOCASE, erp_key"
+        return where, params
+
+    def _search(self, conn: sqlite3.Connection, actor_type: str, text: str, *, parent_key: str | None = None,
+                parent_type: str | None = None, limit: int | None = None) -> list[sqlite3.Row]:
+        where, params = self._where(actor_type, text, parent_key=parent_key, parent_type=parent_type)
+        sql = f"SELECT * FROM actors WHERE {where} ORDER BY {_BY_NAME}"
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
@@ -786,7 +826,7 @@ class DemoErpConnector(ConnectorService):
         with self._read() as conn:
             config = self._connection(conn, body)
             rows = self._search(conn, self._actor_type(body), text, limit=limit)
-        return self._answer(config, Actors=[self._actor_doc(row, field_keys) for row in rows])
+        return self._answer(config, Actors=self._actor_docs(rows, field_keys))
 
     def SearchActorByParent(self, body: dict) -> dict:
         field_keys, limit = self._field_keys(body), _limit(body)
@@ -801,7 +841,7 @@ class DemoErpConnector(ConnectorService):
             config = self._connection(conn, body)
             rows = self._search(conn, self._actor_type(body), text, parent_key=parent_key,
                                 parent_type=parent_type, limit=limit)
-        return self._answer(config, Actors=[self._actor_doc(row, field_keys) for row in rows])
+        return self._answer(config, Actors=self._actor_docs(rows, field_keys))
 
     def SearchActorsAdvanced(self, body: dict) -> dict:
         field_keys, limit = self._field_keys(body), _limit(body)
@@ -812,13 +852,13 @@ class DemoErpConnector(ConnectorService):
             config = self._connection(conn, body)
             actor_type = self._actor_type(body)
             tests = [_compile_restriction(actor_type, r) for r in restrictions]
-            rows = conn.execute("SELECT * FROM actors WHERE deleted = 0 AND actor_type = ? "
-                                "ORDER BY display_name COLLATE NOCASE, erp_key", (actor_type,)).fetchall()
+            rows = self._search(conn, actor_type, "")
+        plan = _field_plan(actor_type, field_keys)
         found = []
         for row in rows:
             fields = json.loads(row["fields"])
             if all(test(row, fields) for test in tests):
-                found.append(self._actor_doc(row, field_keys))
+                found.append(_doc_of(row, plan, fields))
                 if limit and len(found) >= limit:
                     break
         return self._answer(config, Actors=found)
@@ -856,8 +896,7 @@ class DemoErpConnector(ConnectorService):
         if page and len(rows) > page:
             rows = rows[:page]
             next_cursor = _encode_cursor(actor_type, rows[-1]["last_modified"], rows[-1]["erp_key"])
-        return self._answer(config, Actors=[self._actor_doc(row, field_keys) for row in rows],
-                            NextCursor=next_cursor)
+        return self._answer(config, Actors=self._actor_docs(rows, field_keys), NextCursor=next_cursor)
 
     # -- protocol: writing actors ----------------------------------------------------------------------------
 
@@ -945,7 +984,7 @@ class DemoErpConnector(ConnectorService):
             self._update(conn, [(key, entry["row"]["actor_type"], entry["parent"], entry["fields"])
                                 for key, entry in work.items()])
             saved = self._rows_by_key(conn, list(work))
-        return self._answer(config, Actors=[self._actor_doc(saved[key]) for key in work])
+        return self._answer(config, Actors=self._actor_docs([saved[key] for key in work]))
 
     def _update(self, conn: sqlite3.Connection, items: Sequence[tuple[str, str, tuple, dict]]) -> None:
         """Write (key, actor type, (parent type, parent key), fields) with fresh LastModified values."""
@@ -1069,20 +1108,12 @@ class DemoErpConnector(ConnectorService):
     def browse(self, actor_type: str, search: str = "", *, offset: int = 0, limit: int = 25,
                parent_key: str | None = None) -> tuple[int, list[dict]]:
         """(total matches, one page of actors) for the /demo-erp/ pages, by name."""
-        needle = (search or "").strip().casefold()
-        where = "deleted = 0 AND actor_type = ?"
-        params: list = [actor_type]
-        if parent_key is not None:
-            where += " AND parent_key = ?"
-            params.append(parent_key)
-        if needle:
-            where += " AND instr(search_text, ?) > 0"
-            params.append(needle)
+        where, params = self._where(actor_type, search, parent_key=parent_key)
         with self._read() as conn:
             total = conn.execute(f"SELECT count(*) FROM actors WHERE {where}", params).fetchone()[0]
-            rows = conn.execute(f"SELECT * FROM actors WHERE {where} ORDER BY display_name COLLATE NOCASE, erp_key "
-                                "LIMIT ? OFFSET ?", [*params, max(limit, 0), max(offset, 0)]).fetchall()
-        return total, [self._actor_doc(row) for row in rows]
+            rows = conn.execute(f"SELECT * FROM actors WHERE {where} ORDER BY {_BY_NAME} LIMIT ? OFFSET ?",
+                                [*params, max(limit, 0), max(offset, 0)]).fetchall()
+        return total, self._actor_docs(rows)
 
     def display_names(self, erp_keys: Iterable[str]) -> dict[str, str]:
         """ErpKey -> display name of live actors (for parent columns on the pages)."""
