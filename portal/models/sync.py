@@ -133,7 +133,10 @@ class SyncChange(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"), index=True)
-    link_id: Mapped[int | None] = mapped_column(ForeignKey("link.id", ondelete="SET NULL"))
+    # The link the change was made through. Deliberately not a foreign key: with one, every link deleted (a
+    # disconnect, a deleted CRM record or connection) made the database look through the whole log for rows to
+    # clear, a cost growing with the log's size. A log row outlives its link, like its keys and values do.
+    link_id: Mapped[int | None] = mapped_column()
     crm_type: Mapped[str] = mapped_column(String(16))
     crm_id: Mapped[int] = mapped_column()
     erp_actor_type: Mapped[str] = mapped_column(String(16), default="")

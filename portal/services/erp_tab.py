@@ -275,7 +275,7 @@ def _conflicts(link: Link) -> list[SyncChange]:
     """The conflicts recorded by the most recent sync run that touched this link."""
     # By the record first (the change log's record index), then the link: the log may hold millions of rows
     this_link = (SyncChange.crm_type == link.crm_type, SyncChange.crm_id == link.crm_id,
-                 SyncChange.link_id == link.id)
+                 SyncChange.connection_id == link.connection_id, SyncChange.link_id == link.id)
     latest = db.session.scalar(select(SyncChange.run_id).where(*this_link, SyncChange.run_id.is_not(None))
                                .order_by(SyncChange.id.desc()).limit(1))
     if latest is None:
