@@ -1,10 +1,11 @@
 """The CRM side's mark (``Connection.crm_cursors``) against the FakeConnector over HTTP on 127.0.0.1: the first
-run examines every link and stores the mark (start of the pass minus ``CRM_LOOKBACK``); later runs only look at
-records saved after the mark, plus links whose retry is due; the look-back catches a transaction that committed
+run examines every link and stores the mark (start of the run minus ``CRM_LOOKBACK``); later runs only look at
+records saved between the mark and their own start, plus links whose retry is due; the look-back catches a transaction that committed
 late; a failed run leaves the mark alone; ``pending_crm_changes`` (hub follow-ups) honours it."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -90,7 +91,7 @@ def test_the_first_run_examines_every_link_and_stores_the_mark(ctx, fake):
     assert list(_marks(cid)) == ["Customer"]
     mark = _mark(cid)
     assert before - engine.CRM_LOOKBACK <= mark <= after - engine.CRM_LOOKBACK
-    assert mark >= s.get_run(outcome.run_id).started_at - engine.CRM_LOOKBACK  # the pass starts within the run
+    assert mark == s.get_run(outcome.run_id).started_at - engine.CRM_LOOKBACK
 
 
 def test_every_active_actor_type_gets_its_own_mark(ctx, fake):
@@ -141,6 +142,45 @@ def _edit_behind_the_mark(fake) -> tuple[int, str, int, datetime]:
     _set_link(link_id, crm_synced_at=mark - timedelta(hours=1))
     _save_company_at(company_id, mark - timedelta(minutes=1), phone="2")
     return cid, key, link_id, mark
+
+
+def test_the_records_a_run_writes_from_the_erp_are_not_read_back(ctx, fake, monkeypatch):
+    cid = s.make_connection(fake)
+    from_erp, erp_key, _l = s.link_company(fake, cid, name="From ERP AS", phone="1")
+    from_crm, _k, _l = s.link_company(fake, cid, name="From CRM AS", phone="1")
+    assert s.run(cid).status == RunStatus.SUCCEEDED
+    fake.update_actor("Customer", erp_key, {"phone": "2"})
+    s.edit_company(from_crm, phone="3")
+    read: list[int] = []
+    saved_since = engine._records_saved_since
+
+    def spy(*args, **kwargs):
+        for ids in saved_since(*args, **kwargs):
+            read.extend(ids)
+            yield ids
+
+    monkeypatch.setattr(engine, "_records_saved_since", spy)
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.message
+    assert s.company(from_erp).phone == "2" and outcome.counts["erp_changes"] == outcome.counts["crm_changes"] == 1
+    assert s.company(from_erp).updated_at > s.get_run(outcome.run_id).started_at
+    assert read == [from_crm]  # the company written from the ERP feed in this run is not read again
+
+
+def test_a_record_saved_after_the_run_started_is_left_to_the_next_run(ctx, fake):
+    cid = s.make_connection(fake)
+    company_id, key, _l = s.link_company(fake, cid, phone="1")
+    assert s.run(cid).status == RunStatus.SUCCEEDED
+    # stamped a little after the next run starts, as by a user saving while that run works
+    _save_company_at(company_id, utcnow() + timedelta(seconds=1.5), phone="2")
+    first = s.run(cid)
+    assert first.status == RunStatus.SUCCEEDED and first.counts.get("crm_changes", 0) == 0
+    assert _erp(fake, key)["phone"] == "1" and _mark(cid) < s.company(company_id).updated_at
+    while utcnow() <= s.company(company_id).updated_at:
+        time.sleep(0.1)
+    second = s.run(cid)
+    assert second.status == RunStatus.SUCCEEDED and second.counts["crm_changes"] == 1
+    assert _erp(fake, key)["phone"] == "2"
 
 
 def test_a_record_saved_before_the_mark_is_not_looked_at_unless_its_retry_is_due(ctx, fake):

@@ -9,8 +9,8 @@ A. **ERP changes** — ``GetActorsByTimestamp`` from the connection's cursor, pa
 B. **CRM changes** — linked records whose ``updated_at`` is later than the link's ``crm_synced_at``, plus links
    whose previous sync failed (``retry_at`` passed); keyset-paged SQL, never all links at once. Once a run has
    gone through all of them, the connection keeps a *CRM mark* per actor type (``Connection.crm_cursors``: when
-   that pass started, minus ``CRM_LOOKBACK``), and later runs only look at records changed since the mark (the
-   ``updated_at`` index), so the cost follows the changes, not the number of links.
+   that run started, minus ``CRM_LOOKBACK``), and later runs only look at records changed between the mark and
+   their own start (the ``updated_at`` index), so the cost follows the changes, not the number of links.
 C. For each batch (``SYNC_BATCH_SIZE``, default 200): the missing side is read (one ``GetActors`` per batch; the
    CRM rows come with the links, in the same SELECT), each record goes through the three-way merge (``merge.py``) against the link's base, ERP writes
    go out in one ``SaveActors`` per batch (a business error makes it retry record by record to isolate the bad
@@ -911,10 +911,13 @@ def _crm_changes(ctx: _Context, plan: TypePlan, processed: set[int]) -> None:
 
     With a CRM mark (``Connection.crm_cursors``) only the records saved since the mark are looked at (the
     ``updated_at`` index), plus the links whose retry is due (the ``retry_at`` index); without one (the first run
-    of the actor type) every link is. The mark moves to the start of this pass minus ``CRM_LOOKBACK`` once the
+    of the actor type) every link is. The mark moves to the start of this run minus ``CRM_LOOKBACK`` once the
     pass has gone through everything — a run that fails midway leaves it where it was."""
     model = plan.model
     started = utcnow()
+    # Records saved from the run's start on are left to the next run (its mark is at most this start minus the
+    # look-back): among them are the records this run itself has just written from the ERP feed.
+    until = min(ctx.started_at, started)
     mark = _parse_mark(ctx.crm_cursors.get(plan.actor_type))
     where = (Link.connection_id == ctx.connection_id, Link.status == LinkStatus.OK)
     unsynced = or_(Link.crm_synced_at.is_(None), model.updated_at > Link.crm_synced_at)
@@ -947,14 +950,14 @@ def _crm_changes(ctx: _Context, plan: TypePlan, processed: set[int]) -> None:
                  .join(model, model.id == Link.crm_id)
                  .where(*where, Link.crm_type == plan.crm_type, Link.crm_id.in_(bindparam("ids", expanding=True)),
                         unsynced))
-        for ids in _records_saved_since(model, mark, ctx.batch_size):
+        for ids in _records_saved_since(model, mark, ctx.batch_size, until):
             ids = [record_id for record_id in ids if record_id not in processed]  # e.g. written by part A
             if not ids:
                 continue
             rows = [row[:-1] for row in _conn().execute(saved, {"ids": ids}).all() if row[-1] == plan.actor_type]
             db.session.commit()
             _crm_batch(ctx, plan, rows, processed, count_total=True)
-    _set_crm_mark(ctx, plan.actor_type, started - CRM_LOOKBACK)
+    _set_crm_mark(ctx, plan.actor_type, until - CRM_LOOKBACK)
 
 
 def _crm_batch(ctx: _Context, plan: TypePlan, rows: Sequence, processed: set[int], count_total: bool = False) -> None:
@@ -983,14 +986,16 @@ def _pages_by_link(ctx: _Context, stmt) -> Iterable[list]:
         yield rows
 
 
-def _records_saved_since(model, mark: datetime, size: int) -> Iterable[list[int]]:
-    """Ids of the CRM records saved after ``mark``, in (updated_at, id) order, ``size`` at a time. The record
-    table is read on its own (the caller then reads the links of each batch by their unique index): in one join,
-    the database may well prefer to walk all the connection's links."""
+def _records_saved_since(model, mark: datetime, size: int, until: datetime | None = None) -> Iterable[list[int]]:
+    """Ids of the CRM records saved after ``mark`` (and before ``until``), in (updated_at, id) order, ``size`` at
+    a time. The record table is read on its own (the caller then reads the links of each batch by their unique
+    index): in one join, the database may well prefer to walk all the connection's links."""
     stmt = (select(model.id, model.updated_at)
             .where(model.updated_at > mark, model.updated_at >= bindparam("after_at"),
                    or_(model.updated_at > bindparam("after_at"), model.id > bindparam("after_id")))
             .order_by(model.updated_at, model.id).limit(size))
+    if until is not None:
+        stmt = stmt.where(model.updated_at < until)
     after_at, after_id = mark, 0
     while True:
         rows = _conn().execute(stmt, {"after_at": after_at, "after_id": after_id}).all()
