@@ -206,6 +206,11 @@ class TypePlan:
         # what the transaction that applies a batch checks first: the link still there, the record not changed since
         self.sql_check = (select(Link.id, self.model.updated_at).join(self.model, self.model.id == Link.crm_id)
                           .where(Link.id.in_(bindparam("ids", expanding=True))).with_for_update())
+        # … or the guards of its writes, which do the same check row by row (see _apply_once)
+        record = self.model.__table__
+        self.link_guard = (select(record.c.updated_at).where(record.c.id == Link.__table__.c.crm_id)
+                           .scalar_subquery())
+        self.record_guard = record.c.updated_at
         self.required = {f.crm_key for f in self.fields
                          if (spec := crm_field(self.crm_type, f.crm_key)) is not None and spec.required}
         # Text-to-text and list-to-list fields take a fast path (see _erp_values/_crm_values), the rest go through
@@ -357,16 +362,22 @@ class _BulkStatement:
     serialised, datetimes formatted by the dialect …); what is skipped is SQLAlchemy's per-row parameter
     construction, which cost more than the database work itself. Column defaults and ``onupdate`` functions are
     *not* applied here, so a statement that would need one (a column left out that has a Python-side default or
-    ``onupdate``) is refused when it is compiled (``ValueError``) and the caller must supply that column."""
+    ``onupdate``) is refused when it is compiled (``ValueError``) and the caller must supply that column.
+
+    An update may carry a guard: an expression that must still equal each row's ``seen`` value (a record's
+    ``updated_at`` as read), for writes whose ``rowcount`` tells whether anything changed meanwhile."""
 
     _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __init__(self, dialect, table, kind: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, dialect, table, kind: str, keys: tuple[str, ...], guard=None) -> None:
         if kind == "update":
             stmt = (table.update().where(table.c.id == bindparam("_id"))
                     .values({key: bindparam(f"_{key}") for key in keys}))
             wanted = {f"_{key}": key for key in keys}
             wanted["_id"] = "id"
+            if guard is not None:
+                stmt = stmt.where(guard == bindparam("_seen"))
+                wanted["_seen"] = "seen"
         elif kind == "insert":
             stmt = table.insert().values({key: bindparam(f"_{key}") for key in keys})
             wanted = {f"_{key}": key for key in keys}
@@ -391,15 +402,17 @@ class _BulkStatement:
         self.getter = itemgetter(*self.keys)
 
     @classmethod
-    def get(cls, dialect, table, kind: str, keys: tuple[str, ...]) -> _BulkStatement:
+    def get(cls, dialect, table, kind: str, keys: tuple[str, ...], guard=None, guard_name: str = ""
+            ) -> _BulkStatement:
+        """The statement, compiled once per dialect; ``guard_name`` names the ``guard`` in the cache."""
         try:
             statements = cls._cache.setdefault(dialect, {})
         except TypeError:  # pragma: no cover - a dialect that cannot be weakly referenced
             statements = {}
-        key = (table.fullname, kind, keys)
+        key = (table.fullname, kind, keys, guard_name)
         statement = statements.get(key)
         if statement is None:
-            statement = statements[key] = cls(dialect, table, kind, keys)
+            statement = statements[key] = cls(dialect, table, kind, keys, guard)
         return statement
 
     def params(self, rows: Iterable[dict], defaults: dict | None = None) -> list:
@@ -437,19 +450,22 @@ class _BulkStatement:
             return tuples
         return [dict(zip(self.names, values, strict=True)) for values in tuples]
 
-    def execute(self, conn, rows: Sequence[dict], defaults: dict | None = None) -> None:
-        if rows:
-            conn.exec_driver_sql(self.sql, self.params(rows, defaults))
+    def execute(self, conn, rows: Sequence[dict], defaults: dict | None = None) -> int:
+        """Runs the statement for ``rows``; returns the number of rows it wrote (the driver's ``rowcount``)."""
+        if not rows:
+            return 0
+        return conn.exec_driver_sql(self.sql, self.params(rows, defaults)).rowcount
 
 
-def _update_many(table, rows: list[dict]) -> None:
-    """UPDATE … WHERE id = ? as one executemany per set of columns (see _BulkStatement)."""
+def _update_many(table, rows: list[dict], guard=None, guard_name: str = "") -> int:
+    """UPDATE … WHERE id = ? as one executemany per set of columns (see _BulkStatement); with a ``guard``, only
+    where it still equals the row's ``seen`` value. Returns the number of rows written."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
+        groups.setdefault(tuple(sorted(k for k in row if k != "id" and k != "seen")), []).append(row)
     conn = _conn()
-    for keys, group in groups.items():
-        _BulkStatement.get(conn.dialect, table, "update", keys).execute(conn, group)
+    return sum(_BulkStatement.get(conn.dialect, table, "update", keys, guard, guard_name).execute(conn, group)
+               for keys, group in groups.items())
 
 
 def _insert_many(table, rows: list[dict], defaults: dict) -> None:
@@ -1459,12 +1475,24 @@ def _change_rows(ctx: _Context, plan: TypePlan, it: _Item, now: datetime) -> lis
     return rows
 
 
+class _Contended(Exception):
+    """A guarded write of a batch found a link gone or a record changed since it was read: the transaction is
+    rolled back and the batch applied again with the links and records checked first."""
+
+
 def _apply(ctx: _Context, plan: TypePlan, items: list[_Item], mode: str, cursor: str | None = None) -> None:
     """One short transaction for the batch: CRM writes, link bases and markers, the change log, progress."""
     one_way = _merge_mode(mode) != "sync"
+    checked = not _conn().dialect.supports_sane_multi_rowcount  # guarded writes need executemany's rowcount
     for attempt in range(6):
         try:
-            _apply_once(ctx, plan, items, one_way, cursor)
+            _apply_once(ctx, plan, items, one_way, cursor, checked)
+            break
+        except _Contended:
+            db.session.rollback()
+            checked = True
+            ctx.count("contended_batches")
+            _apply_once(ctx, plan, items, one_way, cursor, checked)
             break
         except OperationalError as exc:
             db.session.rollback()
@@ -1475,8 +1503,13 @@ def _apply(ctx: _Context, plan: TypePlan, items: list[_Item], mode: str, cursor:
         ctx.on_progress(ctx.done, max(ctx.total, ctx.done), ctx.snapshot_counts())
 
 
-def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool, cursor: str | None = None
-                ) -> None:
+def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool, cursor: str | None = None,
+                checked: bool = False) -> None:
+    """The batch's transaction. A link deleted or a record changed since the batch read it is left alone (the
+    record is merged again by the next run). Unless ``checked``, that is found by the writes themselves: each link
+    is written only where its record's ``updated_at`` is still the one read, each record only where it is still
+    the one read, and fewer rows written than expected raises _Contended (the caller starts again, checked).
+    ``checked`` reads the links and records first, in the transaction (locked on PostgreSQL)."""
     now = utcnow()
     counts_before = dict(ctx.counts)
     done_before, wrote_before = ctx.done, ctx.wrote_crm
@@ -1491,12 +1524,15 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
         if alive != 1:
             raise RunAbandoned()
         ctx.beat = time.monotonic()
-        link_ids = [it.link_id for it in items if it.outcome not in ("gone", "still_broken")]
-        conn = _conn()
-        current: dict[int, datetime] = {}  # link id -> its record's updated_at, for the links still there
-        for chunk in _chunks(link_ids, _IN_CHUNK):
-            current.update(conn.execute(plan.sql_check, {"ids": list(chunk)}).all())
+        current: dict[int, datetime] | None = None  # link id -> its record's updated_at, for the links still there
+        if checked:
+            link_ids = [it.link_id for it in items if it.outcome not in ("gone", "still_broken")]
+            conn = _conn()
+            current = {}
+            for chunk in _chunks(link_ids, _IN_CHUNK):
+                current.update(conn.execute(plan.sql_check, {"ids": list(chunk)}).all())
         crm_updates, link_updates, changes = [], [], []
+        guarded: list[dict] = []  # link updates that also need the record unchanged
         # Counted in a local dict (keys in order of first use, as ctx.count would add them), added at the end
         tally: dict[str, int] = {"records": len(items)} if items else {}
 
@@ -1505,7 +1541,7 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
                 tally[key] = tally.get(key, 0) + number
 
         for it in items:
-            if it.outcome in ("gone", "still_broken") or it.link_id not in current:
+            if it.outcome in ("gone", "still_broken") or (current is not None and it.link_id not in current):
                 it.outcome = it.outcome or "gone"
                 continue
             if it.outcome == "broken":
@@ -1527,7 +1563,7 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
                 changes += _change_rows(ctx, plan, it, now)
                 count("errors")
                 continue
-            if it.outcome == "deferred" or current[it.link_id] != it.crm_updated_at:
+            if it.outcome == "deferred" or (current is not None and current[it.link_id] != it.crm_updated_at):
                 it.outcome = "deferred"  # the CRM record changed while we worked: the next run merges it again
                 count("deferred")
                 continue
@@ -1535,7 +1571,8 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
             new_updated_at = it.crm_updated_at
             if it.crm_write:
                 new_updated_at = max(now, it.crm_updated_at + _MICROSECOND)
-                crm_updates.append({"id": it.crm_id, **it.crm_write, "updated_at": new_updated_at})
+                crm_updates.append({"id": it.crm_id, **it.crm_write, "updated_at": new_updated_at,
+                                    "seen": it.crm_updated_at})
                 ctx.wrote_crm = True
                 count("to_crm")
                 count("fields_to_crm", len(it.crm_write))
@@ -1565,16 +1602,25 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
                 count("errors")
             elif it.failures or it.retry_at is not None:
                 values.update(failures=0, retry_at=None)
-            link_updates.append(values)
+            if current is None:
+                values["seen"] = it.crm_updated_at
+                guarded.append(values)
+            else:
+                link_updates.append(values)
             changes += _change_rows(ctx, plan, it, now)
         for key, number in tally.items():
             ctx.count(key, number)
-        if crm_updates:
+        for values in link_updates + guarded:
+            values["updated_at"] = now  # what Link.updated_at's onupdate would set (one time per batch)
+        # links before records: a link's guard compares its record's updated_at as it was
+        written = _update_many(Link.__table__, link_updates)
+        if current is None:
+            written += _update_many(Link.__table__, guarded, plan.link_guard, f"record:{plan.crm_type}")
+            written += _update_many(plan.model.__table__, crm_updates, plan.record_guard, "updated_at")
+            if written != len(link_updates) + len(guarded) + len(crm_updates):
+                raise _Contended()
+        else:
             _update_many(plan.model.__table__, crm_updates)
-        if link_updates:
-            for values in link_updates:
-                values["updated_at"] = now  # what Link.updated_at's onupdate would set (one time per batch)
-            _update_many(Link.__table__, link_updates)
         if changes:
             _insert_many(SyncChange.__table__, changes, _CHANGE_DEFAULTS)
         moved = _write_cursor(ctx, plan.actor_type, cursor) if cursor is not None else None
