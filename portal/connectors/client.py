@@ -36,7 +36,6 @@ from typing import Any, Self
 import requests
 import urllib3.exceptions
 
-from portal import jsoncodec
 from portal.connectors.protocol import METHODS, UNKNOWN_CONNECTION_ID, ZERO_GUID, State
 from portal.security.urlguard import GuardedHTTPAdapter, UrlNotAllowed, builtin_name, check_url_syntax
 
@@ -313,7 +312,7 @@ class ConnectorClient:
 
     def _parse(self, method: str, raw: bytes) -> dict:
         try:
-            doc = jsoncodec.loads(raw, parse_constant=_reject_constant)
+            doc = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise self._bad(method, "The connector's answer is not valid JSON.", f"{exc}; {_describe_remote_body(raw)}")
         if not isinstance(doc, dict):

@@ -1,5 +1,5 @@
-"""``portal.jsoncodec`` gives what the standard library's ``json`` gives: the same values read from any text, and
-text that reads back to the same values."""
+"""``portal.jsoncodec.dumps`` writes text that reads back to the values ``json.dumps`` writes (the JSON columns are
+read with ``json.loads``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import math
 from datetime import datetime
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,12 +14,9 @@ from portal import jsoncodec
 
 _scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 80), max_value=2 ** 80)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+_keys = st.text() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70) | st.booleans() | st.none()
 json_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5)
-                           | st.dictionaries(st.text(), inner, max_size=5), max_leaves=30)
-
-
-def _reject(name: str):
-    raise ValueError(name)
+                           | st.dictionaries(_keys, inner, max_size=5), max_leaves=30)
 
 
 def _same(a: object, b: object) -> bool:
@@ -28,57 +24,27 @@ def _same(a: object, b: object) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
     return a == b
 
 
-@settings(max_examples=300)
-@given(json_values, st.booleans())
-def test_loads_reads_what_the_standard_library_reads(value, ascii_only):
-    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
-    assert _same(jsoncodec.loads(raw), json.loads(raw))
-
-
-@settings(max_examples=300)
+@settings(max_examples=500)
 @given(json_values)
-def test_dumps_reads_back_to_the_same_values(value):
+def test_dumps_reads_back_to_what_json_dumps_writes(value):
     assert _same(json.loads(jsoncodec.dumps(value)), json.loads(json.dumps(value)))
 
 
-@pytest.mark.parametrize("raw", [
-    b"18446744073709551616", b"-9223372036854775809", b'{"n": 123456789012345678901234567890}',
-    b"[1e400]", b'"\\ud800"', b'\xef\xbb\xbf{"a": 1}', b'"a\\u0000b"', b"1.7976931348623157e308",
-    b'{"a": 1, "a": 2}', b"-0", b"-0.0", b'"' + b"1" * 40 + b'"', '{"å": "ü"}'.encode("utf-16"),
-])
-def test_loads_agrees_where_orjson_alone_would_not(raw):
-    assert _same(jsoncodec.loads(raw), json.loads(raw))
+def test_big_integers_and_keys_that_are_not_text():
+    value = {"big": 2 ** 70, "neg": -(2 ** 64), 1: "one", None: "none", False: "no", 2.5: "half"}
+    assert _same(json.loads(jsoncodec.dumps(value)), json.loads(json.dumps(value)))
 
 
-@pytest.mark.parametrize("raw", [b"[NaN]", b'{"a": Infinity}', b"-Infinity"])
-def test_loads_hands_constants_to_parse_constant(raw):
-    with pytest.raises(ValueError):
-        jsoncodec.loads(raw, parse_constant=_reject)
-    assert not _same(jsoncodec.loads(raw), None)  # accepted without it, as json.loads does
+def test_characters_are_written_as_utf8():
+    assert jsoncodec.dumps({"a": "ü\u2028"}) == '{"a":"ü\u2028"}'
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"[1,]", b"\xff", b"{'a': 1}", b"nul"])
-def test_loads_refuses_what_the_standard_library_refuses(raw):
-    with pytest.raises(ValueError):
-        json.loads(raw)
-    with pytest.raises(ValueError):
-        jsoncodec.loads(raw)
-
-
-def test_dumps_writes_big_integers_and_non_text_keys_like_the_standard_library():
-    value = {"big": 2 ** 70, 1: "one", None: "none", False: "no", 2.5: "half"}
-    assert json.loads(jsoncodec.dumps(value)) == json.loads(json.dumps(value))
-    assert jsoncodec.dumps({"a": "ü"}) == '{"a":"ü"}'  # UTF-8 characters, not escapes
-
-
-def test_dumps_writes_what_json_cannot_hold_as_json():
-    assert json.loads(jsoncodec.dumps([math.nan, math.inf])) == [None, None]  # not the NaN token
+def test_what_json_has_no_text_for():
+    assert json.loads(jsoncodec.dumps([math.nan, math.inf, -math.inf])) == [None, None, None]
     assert json.loads(jsoncodec.dumps({"at": datetime(2026, 11, 25, 12, 0)})) == {"at": "2026-11-25T12:00:00"}
