@@ -1529,9 +1529,7 @@ def _report_missing(importer: Importer, spec: TypeSpec, missing: Sequence[str]) 
     for key in missing:
         importer.counts[spec.crm_type]["skip"] += 1
         importer.skip_reasons["no longer in the ERP"] += 1
-        if len(importer.problems) < MAX_REPORTED:
-            importer.problems.append({"actor_type": spec.actor_type, "erp_key": key, "name": key,
-                                      "message": "It is no longer in the ERP."})
+        importer.report(spec.actor_type, key, key, "It is no longer in the ERP.")
 
 
 # --------------------------------------------------------------------------------------------- done page

@@ -525,6 +525,8 @@ def test_actors_gone_from_the_erp_are_reported_as_skipped(app, fake, connection_
     run = run_import(app, connection_id, keys=[key, "C-missing"])
     assert run.counts["new"] == 1 and run.counts["skip_reasons"] == {"no longer in the ERP": 1}
     assert run.status == RunStatus.SUCCEEDED
+    # listed among the rows not imported, and counted there (the heading shows the count)
+    assert [p["erp_key"] for p in run.counts["problems"]] == ["C-missing"] and run.counts["problem_count"] == 1
 
 
 # ------------------------------------------------------------------------------------------ the wizard UI
