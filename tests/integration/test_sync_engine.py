@@ -460,7 +460,7 @@ def test_the_benchmark_still_runs(tmp_path):
     assert results[0]["calls"] == 1 and results[0]["records"] == 0
     assert results[1]["calls"] == 1 and results[1]["records"] == 0  # without a CRM mark: every link read
     assert results[2]["records"] == 40 and results[2]["to_crm"] == 20 and results[2]["to_erp"] == 20
-    assert "| Scenario" in out.getvalue()
+    assert "| Scenario" in out.getvalue() and "Portal ÷ connector" in out.getvalue()
 
 
 def test_persons_and_projects_sync_with_dates_numbers_and_lists(ctx, fake):
