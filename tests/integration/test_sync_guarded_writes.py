@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import delete, event
+from sqlalchemy.exc import OperationalError
 
 from portal.extensions import db
 from portal.models import Link, RunStatus
@@ -128,3 +129,28 @@ def test_a_link_deleted_while_the_batch_is_merged_is_left_alone(ctx, fake, monke
     assert [s.company(c).phone for c, _k, _l in linked] == ["2", "2", "1"]
     assert db.session.get(Link, gone_link) is None
     assert gone_company not in [c.crm_id for c in s.changes(outcome.run_id)]
+
+
+def test_a_locked_database_after_a_contended_batch_is_waited_for(ctx, fake, monkeypatch):
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(3)]
+    for _company, key, _link in linked:
+        fake.update_actor("Customer", key, {"phone": "2"})
+    edited = linked[1][0]
+    _while_merging(monkeypatch, edited, lambda: s.edit_company(edited, name="Renamed by a user"))
+    original = engine._apply_once
+    attempts: list[bool] = []
+
+    def apply_once(ctx_, plan, items, one_way, cursor=None, checked=False):
+        attempts.append(checked)
+        if checked and attempts.count(True) == 1:  # another writer holds the lock at the first checked attempt
+            raise OperationalError("UPDATE sync_run …", {}, Exception("database is locked"))
+        return original(ctx_, plan, items, one_way, cursor, checked)
+
+    monkeypatch.setattr(engine, "_apply_once", apply_once)
+    monkeypatch.setattr(engine.time, "sleep", lambda _seconds: None)
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.message
+    assert attempts == [False, True, True]
+    assert outcome.counts["deferred"] == 1 and outcome.counts["to_crm"] == 2
+    assert [s.company(c).phone for c, _k, _l in linked] == ["2", "1", "2"]

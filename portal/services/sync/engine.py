@@ -1484,21 +1484,21 @@ def _apply(ctx: _Context, plan: TypePlan, items: list[_Item], mode: str, cursor:
     """One short transaction for the batch: CRM writes, link bases and markers, the change log, progress."""
     one_way = _merge_mode(mode) != "sync"
     checked = not _conn().dialect.supports_sane_multi_rowcount  # guarded writes need executemany's rowcount
-    for attempt in range(6):
+    attempt = 0  # of the database being locked by another writer
+    while True:
         try:
             _apply_once(ctx, plan, items, one_way, cursor, checked)
             break
-        except _Contended:
+        except _Contended:  # at most once: the checked transaction does not raise it
             db.session.rollback()
             checked = True
             ctx.count("contended_batches")
-            _apply_once(ctx, plan, items, one_way, cursor, checked)
-            break
         except OperationalError as exc:
             db.session.rollback()
             if "locked" not in str(exc).lower() or attempt == 5:
                 raise
             time.sleep(random.uniform(0.05, 0.25) * 2 ** attempt)
+            attempt += 1
     if ctx.on_progress is not None:
         ctx.on_progress(ctx.done, max(ctx.total, ctx.done), ctx.snapshot_counts())
 
