@@ -405,7 +405,48 @@ class _Runner:
 
 
 def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = False, out=sys.stdout,
-                  profile: str | None = None, trace: bool = False) -> list[dict]:
+                  profile: str | None = None, trace: bool = False, repeat: int = 1) -> list[dict]:
+    """Runs the scenarios ``repeat`` times (each time from a fresh setup) and prints one table; with more than
+    one invocation every number is the median of its invocations (the portal's seconds and the ratio are taken
+    per invocation, then their median). Returns the table's rows as dicts."""
+    invocations = [_scenarios(links, changes, batches, keep, out, profile, trace) for _ in range(max(1, repeat))]
+    results = [_median(group) for group in zip(*invocations, strict=True)]
+    rows = [[r["scenario"], str(r["batch"]), r["status"], f"{r['records']:,}", f"{r['to_crm']:,}", f"{r['to_erp']:,}",
+             str(r["calls"]), f"{r['seconds']:.3f}", f"{r['connector_seconds']:.3f}", f"{r['portal_seconds']:.3f}",
+             "-" if r["ratio"] is None else f"{r['ratio']:.2f}", f"{r['cpu_seconds']:.3f}",
+             f"{r['checkpoints']} ({r['checkpoint_seconds']:.2f} s)", f"{r['rss_peak_mb']:.0f}",
+             f"{r['traced_peak_mb']:.1f}" if trace else "-"] for r in results]
+    if len(invocations) > 1:
+        print(f"medians of {len(invocations)} invocations", file=out)
+    print(markdown_table(rows, ["Scenario", "Batch", "Status", "Records", "To CRM", "To ERP", "Connector calls",
+                        "Run s", "Connector s", "Portal s", "Portal ÷ connector", "Portal CPU s",
+                        "Background checkpoints", "Peak RSS MB", "Peak alloc MB"]),
+          file=out)
+    return results
+
+
+def _median(group: tuple[dict, ...]) -> dict:
+    """One scenario's results over several invocations: the median of every number, the text of the first."""
+    import statistics
+
+    merged = dict(group[0])
+    for key, value in group[0].items():
+        if key in ("batch", "ratio") or isinstance(value, bool):
+            continue
+        if isinstance(value, int):  # counts stay whole numbers
+            merged[key] = statistics.median_low(r[key] for r in group)
+        elif isinstance(value, float):
+            merged[key] = statistics.median(r[key] for r in group)
+    if any(r["status"] != merged["status"] for r in group):
+        merged["status"] = "/".join(sorted({r["status"] for r in group}))
+    ratios = [r["ratio"] for r in group if r["ratio"] is not None]
+    merged["ratio"] = statistics.median(ratios) if len(ratios) == len(group) else None
+    return merged
+
+
+def _scenarios(links: int, changes: int, batches: list[int], keep: bool, out, profile: str | None,
+               trace: bool) -> list[dict]:
+    """One invocation: a fresh setup, then the runs of every scenario, each as a dict."""
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
     server, port = start_demo_erp(work)
     results = []
@@ -443,24 +484,11 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
-    rows = [[r["scenario"], str(r["batch"]), r["status"], f"{r['records']:,}", f"{r['to_crm']:,}", f"{r['to_erp']:,}",
-             str(r["calls"]), f"{r['seconds']:.3f}", f"{r['connector_seconds']:.3f}",
-             f"{r['seconds'] - r['connector_seconds']:.3f}", _ratio(r), f"{r['cpu_seconds']:.3f}",
-             f"{r['checkpoints']} ({r['checkpoint_seconds']:.2f} s)", f"{r['rss_peak_mb']:.0f}",
-             f"{r['traced_peak_mb']:.1f}" if trace else "-"] for r in results]
-    print(markdown_table(rows, ["Scenario", "Batch", "Status", "Records", "To CRM", "To ERP", "Connector calls",
-                        "Run s", "Connector s", "Portal s", "Portal ÷ connector", "Portal CPU s",
-                        "Background checkpoints", "Peak RSS MB", "Peak alloc MB"]),
-          file=out)
+    for r in results:
+        r["portal_seconds"] = r["seconds"] - r["connector_seconds"]
+        # the issue's target: the portal's own time at most the connector's (when the connector did some work)
+        r["ratio"] = r["portal_seconds"] / r["connector_seconds"] if r["connector_seconds"] >= 0.01 else None
     return results
-
-
-def _ratio(result: dict) -> str:
-    """The portal's own time over the connector's (the issue's target: at most 1), when the connector worked."""
-    connector = result["connector_seconds"]
-    if connector < 0.01:
-        return "-"
-    return f"{(result['seconds'] - connector) / connector:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=1_000)
     parser.add_argument("--batch", type=int, action="append", help="batch size(s) of the change run (default 200)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary databases")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run everything N times, each from a fresh setup, and print the medians")
     parser.add_argument("--profile", metavar="FILE",
                         help="profile each change run into FILE-<round>-batch<N>.<ext> (.txt/.html: pyinstrument, "
                              ".prof: cProfile); profiled timings are not comparable")
@@ -484,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.changes * 2 > args.links:
         parser.error("--changes can be at most half of --links")
     run_benchmark(args.links, args.changes, args.batch or [200], keep=args.keep, profile=args.profile,
-                  trace=args.trace_alloc)
+                  trace=args.trace_alloc, repeat=args.repeat)
     return 0
 
 
