@@ -206,11 +206,7 @@ class TypePlan:
         # what the transaction that applies a batch checks first: the link still there, the record not changed since
         self.sql_check = (select(Link.id, self.model.updated_at).join(self.model, self.model.id == Link.crm_id)
                           .where(Link.id.in_(bindparam("ids", expanding=True))).with_for_update())
-        # … or the guards of its writes, which do the same check row by row (see _apply_once)
-        record = self.model.__table__
-        self.link_guard = (select(record.c.updated_at).where(record.c.id == Link.__table__.c.crm_id)
-                           .scalar_subquery())
-        self.record_guard = record.c.updated_at
+        # … or its writes check the same row by row (_update_many with ``record``, see _apply_once)
         self.required = {f.crm_key for f in self.fields
                          if (spec := crm_field(self.crm_type, f.crm_key)) is not None and spec.required}
         # Text-to-text and list-to-list fields take a fast path (see _erp_values/_crm_values), the rest go through
@@ -364,19 +360,23 @@ class _BulkStatement:
     *not* applied here, so a statement that would need one (a column left out that has a Python-side default or
     ``onupdate``) is refused when it is compiled (``ValueError``) and the caller must supply that column.
 
-    An update may carry a guard: an expression that must still equal each row's ``seen`` value (a record's
-    ``updated_at`` as read), for writes whose ``rowcount`` tells whether anything changed meanwhile."""
+    An update may be limited to rows whose CRM record is unchanged: ``record`` names the record table, and the
+    row is written only where that record's ``updated_at`` still equals the row's ``seen`` value (the row's own
+    ``updated_at`` when ``table`` is the record table, else that of the record its ``crm_id`` points to); the
+    ``rowcount`` then tells whether anything changed meanwhile."""
 
     _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __init__(self, dialect, table, kind: str, keys: tuple[str, ...], guard=None) -> None:
+    def __init__(self, dialect, table, kind: str, keys: tuple[str, ...], record=None) -> None:
         if kind == "update":
             stmt = (table.update().where(table.c.id == bindparam("_id"))
                     .values({key: bindparam(f"_{key}") for key in keys}))
             wanted = {f"_{key}": key for key in keys}
             wanted["_id"] = "id"
-            if guard is not None:
-                stmt = stmt.where(guard == bindparam("_seen"))
+            if record is not None:
+                unchanged = (record.c.updated_at if record is table else
+                             select(record.c.updated_at).where(record.c.id == table.c.crm_id).scalar_subquery())
+                stmt = stmt.where(unchanged == bindparam("_seen"))
                 wanted["_seen"] = "seen"
         elif kind == "insert":
             stmt = table.insert().values({key: bindparam(f"_{key}") for key in keys})
@@ -402,17 +402,15 @@ class _BulkStatement:
         self.getter = itemgetter(*self.keys)
 
     @classmethod
-    def get(cls, dialect, table, kind: str, keys: tuple[str, ...], guard=None, guard_name: str = ""
-            ) -> _BulkStatement:
-        """The statement, compiled once per dialect; ``guard_name`` names the ``guard`` in the cache."""
+    def get(cls, dialect, table, kind: str, keys: tuple[str, ...], record=None) -> _BulkStatement:
         try:
             statements = cls._cache.setdefault(dialect, {})
         except TypeError:  # pragma: no cover - a dialect that cannot be weakly referenced
             statements = {}
-        key = (table.fullname, kind, keys, guard_name)
+        key = (table.fullname, kind, keys, record.fullname if record is not None else "")
         statement = statements.get(key)
         if statement is None:
-            statement = statements[key] = cls(dialect, table, kind, keys, guard)
+            statement = statements[key] = cls(dialect, table, kind, keys, record)
         return statement
 
     def params(self, rows: Iterable[dict], defaults: dict | None = None) -> list:
@@ -457,14 +455,14 @@ class _BulkStatement:
         return conn.exec_driver_sql(self.sql, self.params(rows, defaults)).rowcount
 
 
-def _update_many(table, rows: list[dict], guard=None, guard_name: str = "") -> int:
-    """UPDATE … WHERE id = ? as one executemany per set of columns (see _BulkStatement); with a ``guard``, only
-    where it still equals the row's ``seen`` value. Returns the number of rows written."""
+def _update_many(table, rows: list[dict], record=None) -> int:
+    """UPDATE … WHERE id = ? as one executemany per set of columns (see _BulkStatement); with ``record`` (a CRM
+    record table), only where that record is unchanged since the row's ``seen``. Returns the rows written."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(k for k in row if k != "id" and k != "seen")), []).append(row)
     conn = _conn()
-    return sum(_BulkStatement.get(conn.dialect, table, "update", keys, guard, guard_name).execute(conn, group)
+    return sum(_BulkStatement.get(conn.dialect, table, "update", keys, record).execute(conn, group)
                for keys, group in groups.items())
 
 
@@ -1615,8 +1613,9 @@ def _apply_once(ctx: _Context, plan: TypePlan, items: list[_Item], one_way: bool
         # links before records: a link's guard compares its record's updated_at as it was
         written = _update_many(Link.__table__, link_updates)
         if current is None:
-            written += _update_many(Link.__table__, guarded, plan.link_guard, f"record:{plan.crm_type}")
-            written += _update_many(plan.model.__table__, crm_updates, plan.record_guard, "updated_at")
+            record = plan.model.__table__
+            written += _update_many(Link.__table__, guarded, record)
+            written += _update_many(record, crm_updates, record)
             if written != len(link_updates) + len(guarded) + len(crm_updates):
                 raise _Contended()
         else:
