@@ -32,6 +32,7 @@ import random
 import resource
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -427,8 +428,6 @@ def run_benchmark(links: int, changes: int, batches: list[int], keep: bool = Fal
 
 def _median(group: tuple[dict, ...]) -> dict:
     """One scenario's results over several invocations: the median of every number, the text of the first."""
-    import statistics
-
     merged = dict(group[0])
     for key, value in group[0].items():
         if key in ("batch", "ratio") or isinstance(value, bool):

@@ -48,6 +48,15 @@ def _while_merging(monkeypatch, crm_id: int, action) -> None:
     monkeypatch.setattr(engine, "_plan_item", plan_item)
 
 
+def _three_changed_in_the_erp(fake) -> tuple[int, list[tuple[int, str, int]]]:
+    """A connection and three linked companies (phone "1") whose phone the ERP then changed to "2"."""
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(3)]
+    for _company, key, _link in linked:
+        fake.update_actor("Customer", key, {"phone": "2"})
+    return cid, linked
+
+
 def _check_queries() -> list[str]:
     statements: list[str] = []
 
@@ -76,10 +85,7 @@ def test_a_batch_without_changes_meanwhile_makes_no_check_query(ctx, fake, mode)
 
 
 def test_a_record_edited_while_its_erp_change_is_merged_keeps_the_edit(ctx, fake, monkeypatch, mode):
-    cid = s.make_connection(fake)
-    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(3)]
-    for _company, key, _link in linked:
-        fake.update_actor("Customer", key, {"phone": "2"})
+    cid, linked = _three_changed_in_the_erp(fake)
     edited = linked[1][0]
     _while_merging(monkeypatch, edited, lambda: s.edit_company(edited, name="Renamed by a user"))
     outcome = s.run(cid)
@@ -112,10 +118,7 @@ def test_a_record_edited_while_its_crm_change_goes_to_the_erp_is_merged_again(ct
 
 
 def test_a_link_deleted_while_the_batch_is_merged_is_left_alone(ctx, fake, monkeypatch, mode):
-    cid = s.make_connection(fake)
-    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(3)]
-    for _company, key, _link in linked:
-        fake.update_actor("Customer", key, {"phone": "2"})
+    cid, linked = _three_changed_in_the_erp(fake)
     gone_company, _key, gone_link = linked[2]
 
     def disconnect():
@@ -132,10 +135,7 @@ def test_a_link_deleted_while_the_batch_is_merged_is_left_alone(ctx, fake, monke
 
 
 def test_a_locked_database_after_a_contended_batch_is_waited_for(ctx, fake, monkeypatch):
-    cid = s.make_connection(fake)
-    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(3)]
-    for _company, key, _link in linked:
-        fake.update_actor("Customer", key, {"phone": "2"})
+    cid, linked = _three_changed_in_the_erp(fake)
     edited = linked[1][0]
     _while_merging(monkeypatch, edited, lambda: s.edit_company(edited, name="Renamed by a user"))
     original = engine._apply_once
