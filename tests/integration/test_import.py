@@ -176,6 +176,7 @@ def test_all_results_reruns_the_search_server_side_and_excluded_rows_are_left_ou
 @pytest.mark.parametrize("rule, mapping, existing, actor, matches", [
     ("name", {}, {"name": "acme  as"}, {"name": "ACME AS"}, True),
     ("name", {}, {"name": "Acme Holding"}, {"name": "Acme AS"}, False),
+    ("name", {}, {"name": "Østfold  Bygg AS"}, {"name": "ØSTFOLD BYGG AS"}, True),  # not only A-Z folded
     ("name_department", {"crmref": "department"}, {"name": "Acme", "department": "Sales"},
      {"name": "Acme", "crmref": "sales"}, True),
     ("name_department", {"crmref": "department"}, {"name": "Acme", "department": "Support"},

@@ -224,6 +224,18 @@ def test_company_search_is_case_insensitive_over_the_documented_columns(app_ctx)
     assert [c.name for c in crm.search("company", "malmö").items] == ["Sol AB"]
 
 
+def test_search_folds_the_case_of_every_letter_not_only_a_to_z(app_ctx):
+    # SQLite's own lower()/LIKE fold A-Z only: "østfold" did not find "Østfold Bygg" there (PostgreSQL did)
+    _companies({"name": "Østfold Bygg AS"}, {"name": "Ålesund Fisk", "postal_city": "ÅLESUND"},
+               {"name": "Sol AB", "street_city": "Malmö"}, {"name": "Straße GmbH"}, {"name": "Oslo Data"})
+    assert [c.name for c in crm.search("company", "østfold").items] == ["Østfold Bygg AS"]
+    assert [c.name for c in crm.search("company", "ØSTFOLD BYGG").items] == ["Østfold Bygg AS"]
+    assert [c.name for c in crm.search("company", "ålesund").items] == ["Ålesund Fisk"]
+    assert [c.name for c in crm.search("company", "MALMÖ").items] == ["Sol AB"]
+    assert [c.name for c in crm.search("company", "STRASSE").items] == []  # lower(), not a full case-fold
+    assert [c.name for c in crm.search("company", "STRAßE").items] == ["Straße GmbH"]
+
+
 def test_every_search_term_must_match(app_ctx):
     _companies({"name": "Nordlys Shipping", "postal_city": "Bergen"}, {"name": "Nordlys Energy", "postal_city": "Oslo"})
     assert [c.name for c in crm.search("company", "nordlys  bergen").items] == ["Nordlys Shipping"]
