@@ -17,6 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from portal.database import CHECKPOINT_SECONDS
+from portal.services.sync import runs
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def start_scheduler(app) -> BackgroundScheduler | None:
                   replace_existing=True)
     sched.start()
     _state["scheduler"] = sched
+    runs.set_submitter(submit_cycle)  # services hand runs to this scheduler without importing jobs
     atexit.register(lambda: sched.shutdown(wait=False) if sched.running else None)
     log.info("scheduler started in pid %s", os.getpid())
     return sched

@@ -33,12 +33,6 @@ def _run_labels():
             "describe_busy": runs.describe_busy}
 
 
-def _submit(run_ids: list[int]) -> None:
-    from jobs.scheduler import submit_cycle
-
-    submit_cycle(run_ids)
-
-
 def _connections() -> list[Connection]:
     return list(db.session.scalars(select(Connection).where(Connection.deleted.is_(False))
                                    .order_by(Connection.name)))
@@ -152,7 +146,7 @@ def run_all():
     audit.record("sync.run_all", object_type="sync_settings", object_id=1, object_repr="Sync all now",
                  after={"runs": created, "no_blank": options["no_blank"]}, **audit_ctx())
     db.session.commit()
-    _submit(created)
+    runs.submit(created)
     if not requested:
         toast("warning", "No active connection has an active actor type: nothing to sync.")
     elif not created:
@@ -187,7 +181,7 @@ def _resync(connection_id: int, kind: str):
             if created:
                 audit.record(f"sync.{kind}", connection, after={"run": run.id, **options}, **audit_ctx())
                 db.session.commit()
-                _submit([run.id])
+                runs.submit([run.id])
                 toast("success", f"{runs.KIND_LABELS[kind]} of {connection.name} started.")
                 target = url_for("admin.run_detail", run_id=run.id)
                 return redirect_for(target)

@@ -122,7 +122,7 @@ class Connection(TimestampMixin, db.Model):
     # High-water mark of GetActorsByTimestamp (MostRecentTimestamp), per actor type: {ActorType: LastModified}.
     cursors: Mapped[dict] = mapped_column(JSON, default=dict)
     # The CRM side's mark, per actor type: {ActorType: ISO time} — records saved before it were synced (see
-    # portal.services.sync.engine._crm_changes); none yet means "look at every link".
+    # portal.services.sync.crm_changes); none yet means "look at every link".
     crm_cursors: Mapped[dict] = mapped_column(JSON, default=dict)
     fields_refreshed_at: Mapped[datetime | None] = mapped_column()
 

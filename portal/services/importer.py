@@ -1288,11 +1288,7 @@ def start_import(connection: Connection, request: ImportRequest, *, actor: User 
 def submit(run_id: int) -> bool:
     """Give the run to the scheduler of this process (jobs.tasks.run_cycle → engine.execute_run → execute_import);
     without one, the dispatcher sweep picks the queued run up."""
-    try:
-        from jobs.scheduler import submit_run
-    except ImportError:  # pragma: no cover
-        return False
-    return submit_run(run_id)
+    return runs.submit([run_id])
 
 
 def rerun(run: SyncRun, *, actor: User | None = None, request_id: str = "", ip: str = "") -> SyncRun:

@@ -15,7 +15,7 @@ from portal.connectors.service import ProtocolError
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import Company, Connection, Link, RunStatus
-from portal.services.sync import engine
+from portal.services.sync import crm_changes, engine
 from tests import sync_support as s
 
 
@@ -72,7 +72,7 @@ def _erp_feed_past(fake, connection_id: int) -> None:
 
 
 def test_the_lookback_is_ten_minutes():
-    assert timedelta(minutes=10) == engine.CRM_LOOKBACK
+    assert timedelta(minutes=10) == crm_changes.CRM_LOOKBACK
 
 
 def test_the_first_run_examines_every_link_and_stores_the_mark(ctx, fake):
@@ -90,8 +90,8 @@ def test_the_first_run_examines_every_link_and_stores_the_mark(ctx, fake):
     assert _erp(fake, key)["phone"] == "2" and outcome.counts["crm_changes"] == 1
     assert list(_marks(cid)) == ["Customer"]
     mark = _mark(cid)
-    assert before - engine.CRM_LOOKBACK <= mark <= after - engine.CRM_LOOKBACK
-    assert mark == s.get_run(outcome.run_id).started_at - engine.CRM_LOOKBACK
+    assert before - crm_changes.CRM_LOOKBACK <= mark <= after - crm_changes.CRM_LOOKBACK
+    assert mark == s.get_run(outcome.run_id).started_at - crm_changes.CRM_LOOKBACK
 
 
 def test_every_active_actor_type_gets_its_own_mark(ctx, fake):
@@ -103,7 +103,7 @@ def test_every_active_actor_type_gets_its_own_mark(ctx, fake):
     marks = _marks(cid)
     assert set(marks) == {"Customer", "Supplier"}
     for actor_type in marks:
-        assert before - engine.CRM_LOOKBACK <= _mark(cid, actor_type) <= utcnow() - engine.CRM_LOOKBACK
+        assert before - crm_changes.CRM_LOOKBACK <= _mark(cid, actor_type) <= utcnow() - crm_changes.CRM_LOOKBACK
 
 
 # -------------------------------------------------------------------------------------------- with a mark
@@ -152,14 +152,14 @@ def test_the_records_a_run_writes_from_the_erp_are_not_read_back(ctx, fake, monk
     fake.update_actor("Customer", erp_key, {"phone": "2"})
     s.edit_company(from_crm, phone="3")
     read: list[int] = []
-    saved_since = engine._records_saved_since
+    saved_since = crm_changes.records_saved_since
 
     def spy(*args, **kwargs):
         for ids in saved_since(*args, **kwargs):
             read.extend(ids)
             yield ids
 
-    monkeypatch.setattr(engine, "_records_saved_since", spy)
+    monkeypatch.setattr(crm_changes, "records_saved_since", spy)
     outcome = s.run(cid)
     assert outcome.status == RunStatus.SUCCEEDED, outcome.message
     assert s.company(from_erp).phone == "2" and outcome.counts["erp_changes"] == outcome.counts["crm_changes"] == 1
@@ -273,7 +273,7 @@ def test_a_save_that_committed_after_the_pass_started_is_caught_by_the_lookback(
 
 def test_without_the_lookback_that_save_would_be_missed(ctx, fake, monkeypatch):
     """The control of the test above: it is the look-back that catches the late commit."""
-    monkeypatch.setattr(engine, "CRM_LOOKBACK", timedelta(0))
+    monkeypatch.setattr(crm_changes, "CRM_LOOKBACK", timedelta(0))
     cid, _company_id, key, _link_id, started = _late_commit_setup(fake)
     assert _mark(cid) >= started
     outcome = s.run(cid)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Connection, Link, RunKind, RunStatus, SyncChange, SyncRun, SyncSettings
-from portal.services.sync import engine, runs
+from portal.services.sync import engine, erp_write, record_merge, runs
 from tests import sync_support as s
 from tests.fakes.connector_app import FakeConnector
 
@@ -207,18 +207,18 @@ def test_a_crm_edit_made_while_the_engine_works_is_not_lost(ctx, fake, monkeypat
     cid = s.make_connection(fake)
     company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")
     fake.update_actor("Customer", key, {"phone": "2"})
-    real = engine._save
+    real = erp_write.save_actors
 
-    original_process = engine._plan_item
+    original_process = record_merge.plan_item
 
     def edit_during_sync(ctx_, plan, it, mode):
         original_process(ctx_, plan, it, mode)
         s.edit_company(company_id, phone="3")  # a user saves the record while the engine is at work
 
-    monkeypatch.setattr(engine, "_plan_item", edit_during_sync)
+    monkeypatch.setattr(record_merge, "plan_item", edit_during_sync)
     outcome = s.run(cid)
-    monkeypatch.setattr(engine, "_plan_item", original_process)
-    assert real is engine._save
+    monkeypatch.setattr(record_merge, "plan_item", original_process)
+    assert real is erp_write.save_actors
     assert outcome.counts["deferred"] == 1 and s.company(company_id).phone == "3"
     second = s.run(cid)  # both changed since the agreed "1": a conflict, settled and recorded
     assert second.counts["conflicts"] == 1

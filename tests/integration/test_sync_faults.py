@@ -193,20 +193,20 @@ def test_a_run_that_dies_between_batches_keeps_what_it_applied(app, fake, setup,
 
 
 def test_a_run_reaped_while_it_works_stops_without_writing_more(fake, setup, monkeypatch):
-    from portal.services.sync import engine, runs
+    from portal.services.sync import context, record_merge, runs
 
-    original = engine._plan_item
+    original = record_merge.plan_item
 
     def reaped_meanwhile(ctx_, plan, it, mode):
         original(ctx_, plan, it, mode)
         runs.reap_stale(lease_seconds=-1)  # the reaper decides this run is dead
 
-    monkeypatch.setattr(engine, "_plan_item", reaped_meanwhile)
-    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", -1)
+    monkeypatch.setattr(record_merge, "plan_item", reaped_meanwhile)
+    monkeypatch.setattr(context, "HEARTBEAT_SECONDS", -1)
     outcome = s.run(setup["connection"])
     assert outcome.status == "abandoned"
     assert s.get_run(outcome.run_id).status == RunStatus.FAILED
     assert fake.calls_to("SaveActors") == [] and not _synced(fake, setup)
-    monkeypatch.setattr(engine, "_plan_item", original)
-    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 30)
+    monkeypatch.setattr(record_merge, "plan_item", original)
+    monkeypatch.setattr(context, "HEARTBEAT_SECONDS", 30)
     assert s.run(setup["connection"]).status == RunStatus.SUCCEEDED and _synced(fake, setup)

@@ -1,5 +1,5 @@
 """A batch's transaction checks, through the guards of its own writes, that no link was deleted and no record
-changed since the batch read them (``engine._apply_once``): the usual batch makes no extra query; a batch that
+changed since the batch read them (``apply._apply_once``): the usual batch makes no extra query; a batch that
 finds a change is rolled back and applied again with everything checked first, where the changed record is left
 for the next run and the rest is written. Forcing the checked path gives the same results."""
 
@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from portal.extensions import db
 from portal.models import Link, RunStatus
-from portal.services.sync import engine
+from portal.services.sync import apply, record_merge
 from tests import sync_support as s
 
 
@@ -36,7 +36,7 @@ def _erp(fake, key):
 
 def _while_merging(monkeypatch, crm_id: int, action) -> None:
     """Run ``action`` once, right after the engine merged the record ``crm_id`` (read, not yet written)."""
-    original = engine._plan_item
+    original = record_merge.plan_item
     done = []
 
     def plan_item(ctx_, plan, it, mode_):
@@ -45,7 +45,7 @@ def _while_merging(monkeypatch, crm_id: int, action) -> None:
             done.append(True)
             action()
 
-    monkeypatch.setattr(engine, "_plan_item", plan_item)
+    monkeypatch.setattr(record_merge, "plan_item", plan_item)
 
 
 def _three_changed_in_the_erp(fake) -> tuple[int, list[tuple[int, str, int]]]:
@@ -138,7 +138,7 @@ def test_a_locked_database_after_a_contended_batch_is_waited_for(ctx, fake, monk
     cid, linked = _three_changed_in_the_erp(fake)
     edited = linked[1][0]
     _while_merging(monkeypatch, edited, lambda: s.edit_company(edited, name="Renamed by a user"))
-    original = engine._apply_once
+    original = apply._apply_once
     attempts: list[bool] = []
 
     def apply_once(ctx_, plan, items, one_way, cursor=None, checked=False):
@@ -147,8 +147,8 @@ def test_a_locked_database_after_a_contended_batch_is_waited_for(ctx, fake, monk
             raise OperationalError("UPDATE sync_run …", {}, Exception("database is locked"))
         return original(ctx_, plan, items, one_way, cursor, checked)
 
-    monkeypatch.setattr(engine, "_apply_once", apply_once)
-    monkeypatch.setattr(engine.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(apply, "_apply_once", apply_once)
+    monkeypatch.setattr(apply.time, "sleep", lambda _seconds: None)
     outcome = s.run(cid)
     assert outcome.status == RunStatus.SUCCEEDED, outcome.message
     assert attempts == [False, True, True]

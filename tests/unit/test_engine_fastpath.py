@@ -1,10 +1,10 @@
 """The sync engine's fast paths give exactly what the general code gives.
 
 * ``merge.merge_prepared`` (rules prepared once per run, plain values compared inline) against ``merge.merge``;
-* ``engine._BulkStatement`` (one DBAPI executemany of SQLAlchemy's own compiled statement) against
+* ``bulk.BulkStatement`` (one DBAPI executemany of SQLAlchemy's own compiled statement) against
   ``Connection.execute(table.update()/insert(), rows)``: the same rows stored, byte for byte;
-* ``engine._erp_text`` against ``values.display``, ``engine._crm_values`` on a row tuple against attribute access;
-* ``engine._GcPaused`` restores the collector's state, also when nested.
+* ``changelog.erp_text`` against ``values.display``, ``plan.crm_values`` on a row tuple against attribute access;
+* ``context.GcPaused`` restores the collector's state, also when nested.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from portal.models import (
     SyncChange,
     SyncRun,
 )
-from portal.services.sync import engine
+from portal.services.sync import bulk, changelog, context
+from portal.services.sync import plan as sync_plan
 from portal.services.sync.merge import MODES, POLICIES, FieldRule, merge, merge_prepared, prepare
 from portal.services.values import display
 from tests.sync_support import mapped_field
@@ -113,7 +114,7 @@ _ANY = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", "NO", "SE"
 @given(value=_ANY, erp_type=st.sampled_from(list(FieldType) + ["Text", "List", "Unknown"]))
 def test_erp_text_equals_display(value, erp_type):
     f = mapped_field("K", erp_type, "name", CrmFieldType.TEXT)
-    assert engine._erp_text(f, value) == display(erp_type, value)
+    assert changelog.erp_text(f, value) == display(erp_type, value)
 
 
 @settings(max_examples=300, deadline=None)
@@ -121,12 +122,12 @@ def test_erp_text_equals_display(value, erp_type):
                                   "country_id": st.one_of(st.none(), st.integers(0, 3), st.text(max_size=2))}),
        current=st.one_of(st.none(), st.sampled_from(["NO", "SE", "S2", "X", "zz"])))
 def test_crm_values_from_a_row_tuple_equal_attribute_access(crm, current):
-    plan = engine.TypePlan("Customer", "company", _FIELDS)
+    plan = sync_plan.TypePlan("Customer", "company", _FIELDS)
     values = {"id": 1, "updated_at": datetime(2026, 1, 1), **crm}
     row = SimpleNamespace(**values)
     raw = tuple(values[column.key] for column in plan.columns)
     erp_now = {"COUNTRY": current}
-    assert engine._crm_values(plan, row, erp_now, raw=raw) == engine._crm_values(plan, row, erp_now)
+    assert sync_plan.crm_values(plan, row, erp_now, raw=raw) == sync_plan.crm_values(plan, row, erp_now)
 
 
 # ------------------------------------------------------------------------------------- bulk statements
@@ -176,7 +177,7 @@ def test_bulk_update_stores_what_core_stores(ctx):
     now = datetime(2026, 11, 25, 12, 0, 0)  # microsecond 0: stored with .000000, as SQLAlchemy formats it
     payloads = _link_updates(range(4), now)
     fast_ids, core_ids = ids[:4], ids[4:]
-    engine._update_many(Link.__table__, [{**row, "id": link_id} for row, link_id in zip(payloads, fast_ids,
+    bulk.update_many(Link.__table__, [{**row, "id": link_id} for row, link_id in zip(payloads, fast_ids,
                                                                                             strict=True)])
     table = Link.__table__
     stmt = table.update().where(table.c.id == bindparam("_id")).values(
@@ -208,11 +209,11 @@ def test_bulk_insert_stores_what_core_stores_with_defaults(ctx):
          "erp_actor_type": "Customer", "erp_key": "K1", "direction": "error", "erp_field_key": "",
          "crm_field_key": "", "conflict": False, "rule": "broken", "at": now},  # old/new/other from defaults
     ]
-    engine._insert_many(SyncChange.__table__, [dict(row) for row in rows], engine._CHANGE_DEFAULTS)
+    bulk.insert_many(SyncChange.__table__, [dict(row) for row in rows], changelog.CHANGE_DEFAULTS)
     db.session.commit()
     fast = _stored(SyncChange.__table__)
     db.session.execute(text("DELETE FROM sync_change"))
-    db.session.connection().execute(insert(SyncChange.__table__), [{**engine._CHANGE_DEFAULTS, **row} for row in rows])
+    db.session.connection().execute(insert(SyncChange.__table__), [{**changelog.CHANGE_DEFAULTS, **row} for row in rows])
     db.session.commit()
     slow = _stored(SyncChange.__table__)
     assert [row[1:] for row in fast] == [row[1:] for row in slow]
@@ -223,11 +224,11 @@ def test_bulk_insert_stores_what_core_stores_with_defaults(ctx):
 def test_a_bulk_statement_never_skips_a_default_or_onupdate(ctx):
     conn = db.session.connection()
     with pytest.raises(ValueError, match="updated_at"):  # Link.updated_at has an onupdate: it must be given
-        engine._BulkStatement.get(conn.dialect, Link.__table__, "update", ("status",))
+        bulk.BulkStatement.get(conn.dialect, Link.__table__, "update", ("status",))
     with pytest.raises(ValueError):  # SyncChange.at has a default: an INSERT must give it
-        engine._BulkStatement.get(conn.dialect, SyncChange.__table__, "insert", ("run_id", "connection_id"))
+        bulk.BulkStatement.get(conn.dialect, SyncChange.__table__, "insert", ("run_id", "connection_id"))
     with pytest.raises(KeyError):  # a row without a value and no default for it
-        engine._BulkStatement.get(conn.dialect, Link.__table__, "update", ("status", "updated_at")).params(
+        bulk.BulkStatement.get(conn.dialect, Link.__table__, "update", ("status", "updated_at")).params(
             [{"id": 1, "status": "ok"}])
 
 
@@ -236,30 +237,30 @@ def test_a_bulk_statement_never_skips_a_default_or_onupdate(ctx):
 
 def test_gc_paused_nests_and_restores_the_collector():
     assert gc.isenabled()
-    with engine._GcPaused():
+    with context.GcPaused():
         assert not gc.isenabled()
-        with engine._GcPaused():
+        with context.GcPaused():
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
     gc.disable()
     try:
-        with engine._GcPaused():
+        with context.GcPaused():
             assert not gc.isenabled()
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
-    with pytest.raises(RuntimeError), engine._GcPaused():
+    with pytest.raises(RuntimeError), context.GcPaused():
         raise RuntimeError("boom")
     assert gc.isenabled()
 
 
 def test_gc_is_not_paused_during_connector_calls():
     seen = []
-    with engine._GcPaused():
-        with engine._GcPaused.resumed():
+    with context.GcPaused():
+        with context.GcPaused.resumed():
             seen.append(gc.isenabled())
         seen.append(gc.isenabled())
-    with engine._GcPaused.resumed():  # not paused: nothing to lift
+    with context.GcPaused.resumed():  # not paused: nothing to lift
         seen.append(gc.isenabled())
     assert seen == [True, False, True] and gc.isenabled()

@@ -21,7 +21,8 @@ from portal.models import (
     SyncSettings,
 )
 from portal.services.connectors import ServiceError
-from portal.services.sync import engine, runs
+from portal.services.sync import context, runs
+from portal.services.sync import plan as sync_plan
 
 
 @pytest.fixture
@@ -48,22 +49,22 @@ def _connection(name="ERP", *, active=True, actor_active=True) -> int:
 
 
 def test_stamp_key_orders_iso_times_and_integers():
-    assert engine.stamp_key("2026-11-25T17:02:06.123456Z") < engine.stamp_key("2026-11-25T17:02:07Z")
-    assert engine.stamp_key("2026-11-25T18:00:00+01:00") == engine.stamp_key("2026-11-25T17:00:00Z")
-    assert engine.stamp_key("9") < engine.stamp_key("10")  # numerically, not as text
-    assert max(["100", "99", "1000"], key=engine.stamp_key) == "1000"
+    assert context.stamp_key("2026-11-25T17:02:06.123456Z") < context.stamp_key("2026-11-25T17:02:07Z")
+    assert context.stamp_key("2026-11-25T18:00:00+01:00") == context.stamp_key("2026-11-25T17:00:00Z")
+    assert context.stamp_key("9") < context.stamp_key("10")  # numerically, not as text
+    assert max(["100", "99", "1000"], key=context.stamp_key) == "1000"
 
 
 def test_changed_at_reads_iso_times_only():
-    assert engine.changed_at("2026-11-25T17:02:06.5Z") == datetime(2026, 11, 25, 17, 2, 6, 500000)
-    assert engine.changed_at("2026-11-25T19:02:06+02:00") == datetime(2026, 11, 25, 17, 2, 6)
-    assert engine.changed_at("12345") is None and engine.changed_at("") is None and engine.changed_at("x") is None
+    assert context.changed_at("2026-11-25T17:02:06.5Z") == datetime(2026, 11, 25, 17, 2, 6, 500000)
+    assert context.changed_at("2026-11-25T19:02:06+02:00") == datetime(2026, 11, 25, 17, 2, 6)
+    assert context.changed_at("12345") is None and context.changed_at("") is None and context.changed_at("x") is None
 
 
 def test_retry_delay_grows_and_is_capped():
     for failures, ceiling in ((1, 60), (2, 120), (5, 960), (40, 6 * 3600)):
         for _ in range(20):
-            delay = engine._retry_delay(failures).total_seconds()
+            delay = context.retry_delay(failures).total_seconds()
             assert ceiling / 2 <= delay <= ceiling
 
 
@@ -233,10 +234,10 @@ _ANY = st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["", "NO", "SE"
 @settings(max_examples=300, deadline=None)
 @given(values=st.fixed_dictionaries({f.erp_key: _ANY for f in _PLAN_FIELDS}))
 def test_erp_fast_path_equals_fieldmap(values):
-    plan = engine.TypePlan("Customer", "company", _PLAN_FIELDS)
-    assert engine._erp_values(plan, values) == fieldmap.erp_side(values, _PLAN_FIELDS)
+    plan = sync_plan.TypePlan("Customer", "company", _PLAN_FIELDS)
+    assert sync_plan.erp_values(plan, values) == fieldmap.erp_side(values, _PLAN_FIELDS)
     subset = _PLAN_FIELDS[1:3]
-    assert engine._erp_values(plan, values, subset) == fieldmap.erp_side(values, subset)
+    assert sync_plan.erp_values(plan, values, subset) == fieldmap.erp_side(values, subset)
 
 
 @settings(max_examples=300, deadline=None)
@@ -244,10 +245,10 @@ def test_erp_fast_path_equals_fieldmap(values):
                                   "country_id": st.one_of(st.none(), st.integers(0, 9), st.text(max_size=2))}),
        current=st.one_of(st.none(), st.sampled_from(["NO", "SE", "SE2", "DK", "X", "7", "zz"])))
 def test_crm_fast_path_equals_fieldmap(crm, current):
-    plan = engine.TypePlan("Customer", "company", _PLAN_FIELDS)
+    plan = sync_plan.TypePlan("Customer", "company", _PLAN_FIELDS)
     row = SimpleNamespace(**crm)
     erp_now = {"COUNTRY": current}
-    assert engine._crm_values(plan, row, erp_now) == fieldmap.crm_side(row, _PLAN_FIELDS, erp_now)
+    assert sync_plan.crm_values(plan, row, erp_now) == fieldmap.crm_side(row, _PLAN_FIELDS, erp_now)
 
 
 _SIZED_FIELDS = [
@@ -261,6 +262,6 @@ _SIZED_FIELDS = [
 @settings(max_examples=300, deadline=None)
 @given(values=st.dictionaries(st.sampled_from([f.erp_key for f in _SIZED_FIELDS] + ["OTHER"]), _ANY))
 def test_write_fast_paths_equal_fieldmap(values):
-    plan = engine.TypePlan("Customer", "company", _SIZED_FIELDS)
-    assert engine._to_crm_values(plan, values) == fieldmap.to_crm_values(values, _SIZED_FIELDS)
-    assert engine._check_erp_values(plan, values) == fieldmap.check_erp_values(values, _SIZED_FIELDS)
+    plan = sync_plan.TypePlan("Customer", "company", _SIZED_FIELDS)
+    assert sync_plan.to_crm_values(plan, values) == fieldmap.to_crm_values(values, _SIZED_FIELDS)
+    assert sync_plan.check_erp_values(plan, values) == fieldmap.check_erp_values(values, _SIZED_FIELDS)

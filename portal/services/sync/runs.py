@@ -120,6 +120,24 @@ def describe_busy(run: SyncRun) -> str:
     return f"{what} {state} (run #{run.id}); try again when it has finished."
 
 
+# Who executes a queued run in this process: the scheduler registers itself here when it starts (``jobs`` is the
+# higher layer, so services never import it). Without one, the dispatcher sweep of the process that has a scheduler
+# picks the queued run up.
+_submitters: list = []
+
+
+def set_submitter(submit_cycle) -> None:
+    """Register ``submit_cycle(run_ids) -> bool`` (the scheduler of this process)."""
+    _submitters[:] = [submit_cycle]
+
+
+def submit(run_ids) -> bool:
+    """Hand queued runs to this process's scheduler, executed one after the other in the order given; False when
+    this process has none (then the dispatcher sweep picks them up)."""
+    run_ids = [int(run_id) for run_id in run_ids]
+    return bool(run_ids and _submitters and _submitters[0](run_ids))
+
+
 def request_run(connection_id: int, *, kind: str = RunKind.SYNC, trigger: str = "manual", requested_by=None,
                 options: dict | None = None) -> tuple[SyncRun, bool]:
     """Queue a run for the connection, or return the run already active on it: ``(run, created)``.

@@ -1,0 +1,110 @@
+"""The field-level change log of a batch and the text of what was written."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from portal.models import CrmFieldType
+from portal.services.sync.context import RunContext, plural
+from portal.services.sync.fieldmap import MappedField
+from portal.services.sync.outcomes import ChangeLine, ConflictLine, RecordDetail
+from portal.services.sync.plan import PLAIN_DISPLAY_TYPES, BatchItem, TypePlan
+from portal.services.values import display
+
+CHANGE_DEFAULTS = {"link_id": None, "erp_actor_type": "", "erp_key": "", "erp_field_key": "", "crm_field_key": "",
+                    "old_value": None, "new_value": None, "conflict": False, "other_value": None, "rule": ""}
+
+
+def crm_text(ctx: RunContext, f: MappedField, value: object) -> str:
+    if value is None:
+        return ""
+    if f.crm_type == CrmFieldType.LIST:
+        return ctx.list_names.get(value, f"#{value}")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def erp_text(f: MappedField, value: object) -> str:
+    if (value is None or type(value) is str) and f.erp_type in PLAIN_DISPLAY_TYPES:
+        return value or ""  # what values.display answers for a text, label or list value (tested)
+    return display(f.erp_type, value)
+
+
+def record_summary(ctx: RunContext, it: BatchItem) -> str:
+    if it.outcome == "failed":
+        return it.message
+    result = it.result
+    parts = []
+    if it.crm_write:
+        parts.append(f"{plural(len(it.crm_write), 'field')} to the CRM")
+    if it.sent:
+        parts.append(f"{plural(len(it.sent), 'field')} to {ctx.name}")
+    if result is not None and result.conflicts:
+        parts.append(plural(len(result.conflicts), "conflict"))
+    text = "Synced: " + ", ".join(parts) if parts else "In sync"
+    if it.errors:
+        text += "; " + "; ".join(message for _key, message in it.errors[:3])
+    return text[:2000]
+
+
+def change_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> list[dict]:
+    common = {"run_id": ctx.run_id, "connection_id": ctx.connection_id, "link_id": it.link_id,
+              "crm_type": plan.crm_type, "crm_id": it.crm_id, "erp_actor_type": plan.actor_type,
+              "erp_key": it.erp_key, "at": now}
+    rows = []
+    result = it.result
+    if not (it.crm_write or it.sent or it.errors):
+        return rows
+    conflicts = {c.key: c for c in (result.conflicts if result else [])}
+    for f in plan.fields:
+        key = f.erp_key
+        conflict = conflicts.get(key)
+        if f.crm_key in it.crm_write and key in (result.to_crm if result else {}):
+            old = getattr(it.row, f.crm_key)
+            new = it.crm_write[f.crm_key]
+            rows.append({**common, "direction": "to_crm", "erp_field_key": key, "crm_field_key": f.crm_key,
+                         "old_value": crm_text(ctx, f, old), "new_value": crm_text(ctx, f, new),
+                         "conflict": conflict is not None,
+                         "other_value": erp_text(f, conflict.crm) if conflict else None,
+                         "rule": conflict.rule if conflict else ""})
+        if key in it.sent:
+            old = (it.actor.get("FieldValues") or {}).get(key)
+            rows.append({**common, "direction": "to_erp", "erp_field_key": key, "crm_field_key": f.crm_key,
+                         "old_value": erp_text(f, old), "new_value": erp_text(f, it.sent[key]),
+                         "conflict": conflict is not None,
+                         "other_value": erp_text(f, conflict.erp) if conflict else None,
+                         "rule": conflict.rule if conflict else ""})
+    for key, message in it.errors:
+        f = plan.by_key.get(key)
+        rows.append({**common, "direction": "error", "erp_field_key": key or "",
+                     "crm_field_key": f.crm_key if f else "", "old_value": None, "new_value": None,
+                     "conflict": False, "other_value": None, "rule": message[:4000]})
+    return rows
+
+
+def record_detail(ctx: RunContext, plan: TypePlan, it: BatchItem) -> RecordDetail:
+    detail = RecordDetail(outcome=it.outcome or "ok")
+    if it.outcome in ("broken", "still_broken", "gone", "deferred", "failed"):
+        if it.outcome == "failed":
+            detail.errors.append(it.message)
+        return detail
+    result = it.result
+    if result is None:
+        return detail
+    for f in plan.fields:
+        if f.crm_key in it.crm_write and f.erp_key in result.to_crm:
+            detail.to_crm.append(ChangeLine(f.crm_label or f.erp_label, crm_text(ctx, f, getattr(it.row, f.crm_key)),
+                                            crm_text(ctx, f, it.crm_write[f.crm_key])))
+        if f.erp_key in it.sent:
+            detail.to_erp.append(ChangeLine(f.erp_label or f.erp_key,
+                                            erp_text(f, (it.actor.get("FieldValues") or {}).get(f.erp_key)),
+                                            erp_text(f, it.sent[f.erp_key])))
+    for conflict in result.conflicts:
+        f = plan.by_key[conflict.key]
+        detail.conflicts.append(ConflictLine(f.crm_label or f.erp_label, erp_text(f, conflict.crm),
+                                             erp_text(f, conflict.erp),
+                                             "CRM" if conflict.winner == "crm" else ctx.name, conflict.rule))
+    detail.errors = [message for _key, message in it.errors]
+    detail.skipped_blank = [plan.by_key[k].crm_label for k in result.skipped_blank if k in plan.by_key]
+    return detail
