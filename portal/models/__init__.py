@@ -38,6 +38,7 @@ from portal.models.sync import (
     RunKind,
     RunStatus,
     SyncChange,
+    SyncJournal,
     SyncRun,
 )
 from portal.models.users import Role, User, UserGroup
@@ -47,5 +48,5 @@ __all__ = [
     "ZERO_GUID", "ActorType", "ActorTypeConfig", "AuditEvent", "Company", "ConflictPolicy", "Connection",
     "ConnectionAccess", "Connector", "Contact", "CrmField", "CrmFieldType", "CrmList", "CrmType", "ErpField",
     "FieldAccess", "FieldType", "Link", "LinkStatus", "ListItem", "ListItemMapping", "Project", "Role",
-    "RunKind", "RunStatus", "SyncChange", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
+    "RunKind", "RunStatus", "SyncChange", "SyncJournal", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
 ]

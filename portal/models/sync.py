@@ -151,3 +151,19 @@ class SyncChange(db.Model):
     other_value: Mapped[str | None] = mapped_column(Text)
     rule: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SyncJournal(db.Model):
+    """The ERP writes of one batch, written (and committed) before its SaveActors is sent and deleted in the
+    transaction that applies the batch. A row still here belongs to a run that stopped in between (the process was
+    killed, the run reaped): the next run of the connection turns it into change-log rows, so a value overwritten
+    in the ERP is always on record — the loser of a conflict included (docs/sync-engine.md, "Crash window")."""
+
+    __tablename__ = "sync_journal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_run.id", ondelete="SET NULL"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"), index=True)
+    # The change-log rows the batch will write for its ERP side, as SyncChange columns (``at`` as ISO text).
+    rows: Mapped[list] = mapped_column(JSON, default=list)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

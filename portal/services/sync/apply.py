@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import Link, LinkStatus, RunStatus, SyncChange, SyncRun
+from portal.services.sync import journal
 from portal.services.sync.bulk import core_connection, insert_many, update_many
 from portal.services.sync.changelog import CHANGE_DEFAULTS, change_rows, record_summary
 from portal.services.sync.context import IN_CHUNK, MICROSECOND, RunAbandoned, RunContext, chunks, retry_delay
@@ -181,8 +182,10 @@ def _apply_once(ctx: RunContext, plan: TypePlan, items: list[BatchItem], one_way
         if changes:
             insert_many(SyncChange.__table__, changes, CHANGE_DEFAULTS)
         moved = write_cursor(ctx, plan.actor_type, cursor) if cursor is not None else None
+        journal.clear_intents(ctx)  # the confirmed rows are in ``changes``
         ctx.done += len(items)
         db.session.commit()
+        ctx.journal_ids.clear()
         if moved is not None:
             ctx.cursors[plan.actor_type] = moved
     except BaseException:  # nothing of this attempt was committed: undo its bookkeeping too

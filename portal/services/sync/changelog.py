@@ -48,10 +48,29 @@ def record_summary(ctx: RunContext, it: BatchItem) -> str:
     return text[:2000]
 
 
+def _common(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> dict:
+    return {"run_id": ctx.run_id, "connection_id": ctx.connection_id, "link_id": it.link_id,
+            "crm_type": plan.crm_type, "crm_id": it.crm_id, "erp_actor_type": plan.actor_type,
+            "erp_key": it.erp_key, "at": now}
+
+
+def _erp_write_row(common: dict, it: BatchItem, f: MappedField, new: object, conflict) -> dict:
+    old = (it.actor.get("FieldValues") or {}).get(f.erp_key)
+    return {**common, "direction": "to_erp", "erp_field_key": f.erp_key, "crm_field_key": f.crm_key,
+            "old_value": erp_text(f, old), "new_value": erp_text(f, new), "conflict": conflict is not None,
+            "other_value": erp_text(f, conflict.erp) if conflict else None, "rule": conflict.rule if conflict else ""}
+
+
+def planned_erp_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> list[dict]:
+    """The change-log rows of the ERP writes the record is about to send (for the journal, before SaveActors)."""
+    common = _common(ctx, plan, it, now)
+    conflicts = {c.key: c for c in it.result.conflicts}
+    return [_erp_write_row(common, it, f, it.result.to_erp[f.erp_key], conflicts.get(f.erp_key))
+            for f in plan.fields if f.erp_key in it.result.to_erp]
+
+
 def change_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> list[dict]:
-    common = {"run_id": ctx.run_id, "connection_id": ctx.connection_id, "link_id": it.link_id,
-              "crm_type": plan.crm_type, "crm_id": it.crm_id, "erp_actor_type": plan.actor_type,
-              "erp_key": it.erp_key, "at": now}
+    common = _common(ctx, plan, it, now)
     rows = []
     result = it.result
     if not (it.crm_write or it.sent or it.errors):
@@ -69,12 +88,7 @@ def change_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -
                          "other_value": erp_text(f, conflict.crm) if conflict else None,
                          "rule": conflict.rule if conflict else ""})
         if key in it.sent:
-            old = (it.actor.get("FieldValues") or {}).get(key)
-            rows.append({**common, "direction": "to_erp", "erp_field_key": key, "crm_field_key": f.crm_key,
-                         "old_value": erp_text(f, old), "new_value": erp_text(f, it.sent[key]),
-                         "conflict": conflict is not None,
-                         "other_value": erp_text(f, conflict.erp) if conflict else None,
-                         "rule": conflict.rule if conflict else ""})
+            rows.append(_erp_write_row(common, it, f, it.sent[key], conflict))
     for key, message in it.errors:
         f = plan.by_key.get(key)
         rows.append({**common, "direction": "error", "erp_field_key": key or "",

@@ -191,6 +191,7 @@ class RunContext:
         self.done = 0
         self.total = 0
         self.warnings: list[str] = []
+        self.journal_ids: list[int] = []  # journal rows of the batch in progress (journal.py)
         self.last_call_warned = False
         self.wrote_crm = False
         self.detail: RecordDetail | None = None

@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Connection, Link, LinkStatus, RunKind, RunStatus, SyncRun
-from portal.services.sync import runs
+from portal.services.sync import journal, runs
 from portal.services.sync.batch import process_batch
 from portal.services.sync.bulk import core_connection
 from portal.services.sync.changelog import record_detail
@@ -87,6 +87,8 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
         ctx = RunContext(run, connection, on_progress)
         outcome.started_at = ctx.started_at
         db.session.commit()
+        # ERP writes of an earlier run that stopped before recording them (a killed process): on record first
+        ctx.count("journal_recovered", journal.recover(ctx.connection_id, ctx.name, except_run_id=run_id))
         log.info("sync run %s (%s, %s) started for connection %s", run_id, kind, run.trigger, ctx.name)
         _execute(ctx)
         status, message = _final(ctx)
@@ -97,6 +99,7 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
     except RunFailed as exc:
         db.session.rollback()
         log.warning("sync run %s failed: %s %s", run_id, exc.message, exc.tech)
+        _record_journal(ctx)
         counts = ctx.snapshot_counts() if ctx else {}
         runs.finish(run_id, RunStatus.FAILED, message=exc.message, error=exc.message, counts=counts,
                     connector_seconds=ctx.client.seconds if ctx else None,
@@ -109,6 +112,7 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
     except Exception as exc:
         db.session.rollback()
         log.exception("sync run %s crashed", run_id)
+        _record_journal(ctx)
         text = f"Unexpected error ({type(exc).__name__}); details are in the server log."
         runs.mark_failed(run_id, text)
         outcome.status, outcome.message, outcome.error = RunStatus.FAILED, text, text
@@ -120,6 +124,17 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
             outcome.detail = ctx.detail
             outcome.warning = "; ".join(ctx.warnings) or None
     return outcome
+
+
+def _record_journal(ctx: RunContext | None) -> None:
+    """A failed run's ERP writes whose batch was never applied (a SaveActors may have reached the ERP): on record."""
+    if ctx is None or not ctx.journal_ids:
+        return
+    try:
+        journal.recover(ctx.connection_id, ctx.name)
+    except Exception:  # the next run of the connection records them
+        db.session.rollback()
+        log.exception("sync run %s: its journal could not be recorded now", ctx.run_id)
 
 
 def _final(ctx: RunContext) -> tuple[str, str]:

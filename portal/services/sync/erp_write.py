@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from portal.connectors.client import ConnectorError
-from portal.services.sync import record_merge
+from portal.services.sync import journal, record_merge
 from portal.services.sync.context import GONE_CODES, STALE_WRITE_CODE, RecordLevel, RunContext
 from portal.services.sync.merge import merge
 from portal.services.sync.plan import BatchItem, TypePlan, erp_values, to_crm_values
@@ -22,6 +22,7 @@ def _erp_actor(plan: TypePlan, it: BatchItem) -> dict:
 
 
 def save_actors(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: str) -> None:
+    journal.write_intent(ctx, plan, items)  # on record before the ERP is changed (committed by ctx.call)
     try:
         answer = ctx.call(ctx.client.save_actors, ctx.guid, [_erp_actor(plan, it) for it in items],
                           record_level=True)
@@ -39,6 +40,7 @@ def save_actors(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: s
 
 
 def _save_one(ctx: RunContext, plan: TypePlan, it: BatchItem, mode: str) -> None:
+    journal.write_intent(ctx, plan, [it])
     try:
         answer = ctx.call(ctx.client.save_actors, ctx.guid, [_erp_actor(plan, it)], record_level=True)
     except RecordLevel as exc:

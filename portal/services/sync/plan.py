@@ -47,6 +47,7 @@ class TypePlan:
         self.sql_check = (select(Link.id, self.model.updated_at).join(self.model, self.model.id == Link.crm_id)
                           .where(Link.id.in_(bindparam("ids", expanding=True))).with_for_update())
         # … or its writes check the same row by row (update_many with ``record``, see _apply_once)
+        self.parent = None  # the parent pseudo-field of a Person (contact moves), see below
         self.required = {f.crm_key for f in self.fields
                          if (spec := crm_field(self.crm_type, f.crm_key)) is not None and spec.required}
         # Text-to-text and list-to-list fields take a fast path (see erp_values/crm_values), the rest go through
