@@ -1,5 +1,7 @@
 """Forms of the CRM records. They only collect and parse input (dates, ids); portal/services/crm.py decides
-what is valid, and its messages are put back on these fields by the routes.
+what is valid, and its messages are put back on these fields by the routes. What a field may hold is defined once,
+in portal/services/crm_rules.py, which the import and the sync apply too: there are deliberately no WTForms
+validators here (an ``Email``/``URL``/``Length`` validator would be a second definition that can drift).
 
 Labels and maximum lengths come from ``CRM_FIELDS`` so the forms, the mapping screen and the sync agree.
 """

@@ -12,28 +12,22 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from portal.database import utcnow
 from portal.extensions import db
-from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, ListItem, Project
+from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project
+from portal.services import crm_rules
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 MAX_QUERY_LENGTH = 100
 MAX_TERMS = 6
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EMAIL_KEYS = frozenset({"email"})
-URL_KEYS = frozenset({"url"})
 
 
 class ValidationError(ValueError):
@@ -196,19 +190,6 @@ def _clean_text(value) -> str:
     return text.replace("\r\n", "\n").strip()
 
 
-def _clean_date(value) -> date | None:
-    """A ``date`` from a date/datetime or an ISO ``YYYY-MM-DD`` string; blank is None; ValueError otherwise."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and DATE_RE.match(value.strip()):
-        return date.fromisoformat(value.strip())
-    raise ValueError(value)
-
-
 def _clean_id(value) -> int | None:
     """An integer id, None for blank; ValueError for anything else."""
     if value is None or value == "" or value is False:
@@ -222,22 +203,14 @@ def _clean_id(value) -> int | None:
     raise ValueError(value)
 
 
-def valid_web_address(url: str) -> bool:
-    if not url or any(ch.isspace() for ch in url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-
-
 def clean(crm_type: str, data: Mapping, record=None) -> dict:
     """Validate ``data`` for a new record (``record`` None) or an update; return the values to assign.
 
     Only the keys present in ``data`` are checked and returned on an update; a create treats missing keys as
-    blank. A list field accepts a non-deleted item of its own list, or the item the record already has (a
-    deleted item stays on old records but is offered to nobody). Raises ``ValidationError``.
+    blank. What each field may hold is ``portal.services.crm_rules`` (the rules the import and the sync apply
+    too); a value equal to the record's stored one is accepted, so a legacy value in a field the user did not
+    change never blocks a save, and a deleted list item stays on the records that have it. Raises
+    ``ValidationError``.
     """
     crm_type = CrmType(crm_type)
     creating = record is None
@@ -249,40 +222,22 @@ def clean(crm_type: str, data: Mapping, record=None) -> dict:
         raw = data.get(spec.key)
         if spec.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT):
             value = _clean_text(raw)
-            if spec.required and not value:
-                errors[spec.key] = f"{spec.label} is required."
-            elif spec.max_length and len(value) > spec.max_length:
-                errors[spec.key] = f"{spec.label} can be at most {spec.max_length} characters."
-            elif value and spec.key in EMAIL_KEYS and not EMAIL_RE.match(value):
-                errors[spec.key] = "Enter a valid e-mail address, such as name@example.com."
-            elif value and spec.key in URL_KEYS and not valid_web_address(value):
-                errors[spec.key] = "Enter a web address starting with http:// or https://."
-            values[spec.key] = value
         elif spec.type == CrmFieldType.DATE:
             try:
-                value = _clean_date(raw)
+                value = crm_rules.as_date(raw)
             except ValueError:
-                errors[spec.key] = f"Enter {spec.label.lower()} as a date (YYYY-MM-DD)."
-                continue
-            if value is not None and spec.key == "birth_date" and value > utcnow().date():
-                errors[spec.key] = "The birth date cannot be in the future."
-            elif value is not None and value.year < 1800:
-                errors[spec.key] = f"Enter a realistic {spec.label.lower()}."
-            values[spec.key] = value
-        elif spec.type == CrmFieldType.LIST:
-            message = f"Choose a {spec.label.lower()} from the list."
+                value = raw  # refused below, with the field's message
+        else:
             try:
-                item_id = _clean_id(raw)
+                value = _clean_id(raw)
             except ValueError:
-                errors[spec.key] = message
-                continue
-            if item_id is not None:
-                current = getattr(record, spec.key, None)
-                item = db.session.get(ListItem, item_id)
-                if item is None or item.list_name != spec.list_name or (item.deleted and item_id != current):
-                    errors[spec.key] = message
-                    continue
-            values[spec.key] = item_id
+                value = raw
+        current = crm_rules.MISSING if creating else getattr(record, spec.key)
+        problem = crm_rules.value_problem(crm_type, spec.key, value, current=current)
+        if problem is not None:
+            errors[spec.key] = problem.message
+        else:
+            values[spec.key] = value
     if crm_type == CrmType.CONTACT:
         if "company_id" in data or creating:
             try:

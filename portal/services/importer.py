@@ -74,6 +74,7 @@ from portal.models import (
 )
 from portal.services.connectors import client_for
 from portal.services.crm import Paging
+from portal.services.crm_rules import MISSING, ListItemInfo, storable_text, value_problem
 from portal.services.sync import runs
 from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
 from portal.services.values import (
@@ -508,6 +509,18 @@ class NewListItem:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An ERP value the CRM cannot hold: not written (blank on a new record, unchanged on an existing one)."""
+
+    erp_key: str
+    crm_key: str
+    reason: str  # 'E-mail: "post10@erp" is not a valid e-mail address'
+    message: str  # the reason + "(left blank)" / "(left unchanged)"
+    erp_text: str | None  # the ERP value, for the sync log
+    crm_text: str | None  # what the CRM keeps (None on a new record)
+
+
 @dataclass
 class Planned:
     """The outcome for one actor, and what would be written."""
@@ -524,6 +537,8 @@ class Planned:
     changes: list[tuple[str, object, object]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (erp field key or "", message)
     notes: list[str] = field(default_factory=list)
+    # values the CRM cannot hold (portal.services.crm_rules), left out of the write and reported
+    refused: list[Refused] = field(default_factory=list)
     new_mappings: list[tuple[int, str, str, NewListItem | int]] = field(default_factory=list)
     company: tuple[int | None, str] | None = None  # persons: (CRM company id or None if new, its name)
     excluded: bool = False
@@ -616,6 +631,9 @@ class Importer:
         self.linked_existing = 0
         self.problems: list[dict] = []
         self.problem_count = 0
+        self.refused: list[dict] = []  # records imported without some values (at most MAX_REPORTED listed)
+        self.refused_count = 0  # values left out
+        self.refused_records = 0
         self.skip_reasons: Counter = Counter()
         self.items_added = 0
         self.done = 0
@@ -633,6 +651,9 @@ class Importer:
             self.list_item_names[item_id] = name
             self.list_items_by_name.setdefault((list_name, name.casefold()), item_id)
         self.valid_items: dict[int, str] = {item_id: list_name for item_id, list_name, _n, _d in rows}
+        # For crm_rules' list check (the items as the rules see them; no query per value).
+        self.list_items_info: dict[int, ListItemInfo] = {
+            item_id: ListItemInfo(list_name, name, bool(deleted)) for item_id, list_name, name, deleted in rows}
 
     def fetch_list_texts(self, client: ConnectorClient) -> None:
         """GetList for the ERP lists of every List field the import writes (texts for new CRM list items).
@@ -848,6 +869,8 @@ class Importer:
             return
         if p.record is None:
             p.outcome = "new"
+            for item in self._refuse(p, {k: v for k, v in p.values.items() if not is_blank(v)}, None):
+                p.values[item.crm_key] = "" if item.crm_key in _TEXT_KEYS[crm_type] else None
             p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v)]
             problem = _required_problem(crm_type, p.values, None)
         else:
@@ -862,14 +885,49 @@ class Importer:
                 if merge and (not is_blank(old) or is_blank(new)):
                     continue
                 changes.append((key, old, new))
-            p.changes = changes
+            refused = {item.crm_key for item in self._refuse(p, {k: n for k, _o, n in changes}, p.record)}
+            for key in refused:
+                p.values.pop(key, None)
+            p.changes = [c for c in changes if c[0] not in refused]
+            changes = p.changes
             p.outcome = "update" if changes else "unchanged"
             if p.matched:
                 p.notes.append(f"links the existing {crm_type} {_record_name(p.record)}")
             problem = _required_problem(crm_type, {k: n for k, _o, n in changes}, p.record)
         if problem:
-            p.outcome, p.reason = "error", problem
+            p.outcome = "error"
+            # The record is not imported at all: its refused values are part of the error, not "left blank".
+            p.errors.extend((item.erp_key, item.reason) for item in p.refused)
             p.errors.append(("", problem))
+            p.reason = "; ".join(message for _k, message in p.errors)
+            left_out = {item.message for item in p.refused}
+            p.notes = [note for note in p.notes if note not in left_out]
+            p.refused = []
+
+    def _refuse(self, p: Planned, values: Mapping, record) -> list[Refused]:
+        """The values (non-blank, about to be written) the CRM cannot hold (portal.services.crm_rules): noted on
+        ``p`` and returned; the caller leaves them out. A value equal to the record's is accepted."""
+        by_crm = {f.crm_key: f for f in p.spec.write}
+        found = []
+        for key, value in values.items():
+            f = by_crm.get(key)
+            if f is None or isinstance(value, NewListItem) or is_blank(value):
+                continue  # company_id, list items this import creates; blank required fields: _required_problem
+            current = getattr(record, key) if record is not None else MISSING
+            problem = value_problem(p.crm_type, key, value, current=current, list_items=self.list_items_info)
+            if problem is None:
+                continue
+            erp_value = p.erp_values.get(f.erp_key)
+            erp_text = storable_text(display(f.erp_type, erp_value)) if erp_value is not None else None
+            crm_text = self.text(p.crm_type, key, current) if record is not None else None
+            kept = "left unchanged" if record is not None else "left blank"
+            reason = f"{problem.label}: {problem.reason}"
+            item = Refused(f.erp_key, key, reason, f"{reason} ({kept})", erp_text,
+                           storable_text(crm_text) if crm_text is not None else None)
+            p.refused.append(item)
+            p.notes.append(item.message)
+            found.append(item)
+        return found
 
     # -- applying ------------------------------------------------------------------------------------------
 
@@ -984,6 +1042,11 @@ class Importer:
                 continue
             if not p.writes:
                 continue
+            for item in p.refused:  # what the CRM could not hold: the ERP value, and what the CRM kept
+                rows.append(dict(common, link_id=p.link.id, crm_id=p.record.id, direction="error",
+                                 erp_field_key=item.erp_key, crm_field_key=item.crm_key, old_value=item.crm_text,
+                                 new_value=item.erp_text, conflict=False, other_value=None,
+                                 rule=item.message[:2000]))
             by_crm = {f.crm_key: f.erp_key for f in p.spec.write}
             rule = RULE_NEW if p.outcome == "new" else RULE_UPDATED
             for key, old, new in p.changes:
@@ -1031,6 +1094,13 @@ class Importer:
             self.skip_reasons[_reason_kind(p.reason)] += 1
         if p.outcome == "error":
             self.report(p.actor_type, p.key, p.name, p.reason)
+        elif p.writes and p.refused:
+            self.refused_count += len(p.refused)
+            self.refused_records += 1
+            if len(self.refused) < MAX_REPORTED:
+                self.refused.append({"actor_type": p.actor_type, "erp_key": p.key, "name": p.name,
+                                     "message": "; ".join(item.message for item in p.refused),
+                                     "fields": [item.crm_key for item in p.refused]})
 
     def report(self, actor_type: str, erp_key: str, name: str, message: str) -> None:
         self.problem_count += 1
@@ -1048,6 +1118,7 @@ class Importer:
                     self.list_items_by_name[(target.list_name, target.name.casefold())] = crm_id
                     self.list_item_names[crm_id] = target.name
                     self.valid_items[crm_id] = target.list_name
+                    self.list_items_info[crm_id] = ListItemInfo(target.list_name, target.name, False)
                 for f in p.spec.fields:
                     if p.spec.erp_fields.get(f.erp_key, (0,))[0] == fid:
                         f.list_map[key] = crm_id  # type: ignore[index]
@@ -1079,10 +1150,17 @@ class Importer:
             "skip_reasons": dict(self.skip_reasons),
             "problems": list(self.problems),
             "problem_count": self.problem_count,
+            # Records imported without some ERP values the CRM cannot hold (one entry per record; the count is
+            # of values). Each value is also an error row, with the ERP value, in the sync log.
+            "values_refused": list(self.refused),
+            "values_refused_count": self.refused_count,
+            "values_refused_records": self.refused_records,
         }
 
 
 _LIST_KEYS = {crm_type: frozenset(c.key for c in specs if c.type == CrmFieldType.LIST)
+              for crm_type, specs in CRM_FIELDS.items()}
+_TEXT_KEYS = {crm_type: frozenset(c.key for c in specs if c.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT))
               for crm_type, specs in CRM_FIELDS.items()}
 
 
@@ -1409,9 +1487,13 @@ def execute_import(run_id: int) -> str | None:
             what = f"{len(remaining)} actor(s) were" if remaining else "The persons of the companies were"
             message += (f" {what} not imported; run the import again to complete it (what was imported is "
                         "linked and will be updated, not duplicated).")
-    elif counts["errors"]:
+    elif counts["errors"] or counts["values_refused_count"]:
         status = RunStatus.PARTIAL
-        message = f"Imported with {counts['errors']} row error(s)."
+        parts = [f"{counts['errors']} row error(s)"] if counts["errors"] else []
+        if counts["values_refused_count"]:
+            parts.append(f"{counts['values_refused_count']} ERP value(s) the CRM cannot hold left out of "
+                         f"{counts['values_refused_records']} record(s) (see the sync log)")
+        message = f"Imported with {' and '.join(parts)}."
     else:
         status = RunStatus.SUCCEEDED
         message = "Import finished."
