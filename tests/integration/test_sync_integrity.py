@@ -179,3 +179,100 @@ def test_an_uninterrupted_run_keeps_no_journal(ctx, fake):
     assert outcome.counts.get("conflicts") == 4
     assert len(_conflicts()) == 4 and all("not confirmed" not in row.rule for row in s.changes())
     assert db.session.scalar(select(func.count()).select_from(SyncJournal)) == 0
+
+
+# ------------------------------------------------------------------------------ values the CRM refuses
+
+
+def test_a_value_the_crm_form_would_refuse_is_a_recorded_error_not_stored_data(ctx, fake, admin_client):
+    cid = s.make_connection(fake)
+    company_id, key, link_id = s.link_company(fake, cid, name="Post AS", email="post@example.com", phone="1")
+    fake.update_actor("Customer", key, {"email": "post10@erp", "phone": "2"})
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.PARTIAL, outcome.message
+    record = s.company(company_id)
+    assert record.email == "post@example.com" and record.phone == "2"  # the rest of the record synced
+    errors = [c for c in s.changes(outcome.run_id) if c.direction == "error"]
+    assert len(errors) == 1 and errors[0].crm_field_key == "email" and "post10@erp" in errors[0].rule
+    link = s.get_link(link_id)
+    assert link.base["email"] == "post@example.com" and link.retry_at is not None
+    # the company is still saveable in the CRM form by someone who never touched the e-mail
+    page = admin_client.get(f"/companies/{company_id}/edit")
+    assert page.status_code == 200
+    from tests.conftest import form_of
+    form = form_of(page.get_data(as_text=True))
+    form["name"] = "Post AS (renamed)"
+    saved = admin_client.post(f"/companies/{company_id}/edit", data=form)
+    assert saved.status_code in (302, 303), saved.get_data(as_text=True)[:500]
+    assert s.company(company_id).name == "Post AS (renamed)"
+
+
+# ------------------------------------------------------------------------------ a contact moved to another company
+
+
+def _person_world(fake, **connection):
+    from portal.models import Contact, Link
+
+    cid = s.make_connection(fake, actor_types=("Customer", "Person"), mappings={
+        "Person": {"firstname": "first_name", "lastname": "last_name"}}, **connection)
+    first = s.link_company(fake, cid, name="First AS")
+    second = s.link_company(fake, cid, name="Second AS")
+    contact = Contact(first_name="Ada", last_name="Lovelace", company_id=first[0])
+    db.session.add(contact)
+    db.session.flush()
+    person = fake.add_actor("Person", {"firstname": "Ada", "lastname": "Lovelace"}, parent=("Customer", first[1]))
+    db.session.add(Link(connection_id=cid, crm_type="contact", crm_id=contact.id, erp_actor_type="Person",
+                        erp_key=person, parent_erp_key=first[1], base={"firstname": "Ada", "lastname": "Lovelace"},
+                        status="ok", last_synced_at=utcnow(), crm_synced_at=contact.updated_at,
+                        erp_last_modified=fake.get_actor("Person", person)["LastModified"]))
+    db.session.commit()
+    return cid, first, second, contact.id, person
+
+
+def _contact(contact_id):
+    from portal.models import Contact
+
+    db.session.expire_all()
+    return db.session.get(Contact, contact_id)
+
+
+def test_a_person_moved_in_the_erp_moves_the_contact_and_is_logged(ctx, fake):
+    cid, first, second, contact_id, person = _person_world(fake)
+    with fake.service.lock:
+        stored = fake.service.actors["Person"][person]
+        stored["ParentErpKey"], stored["LastModified"] = second[1], fake.service.clock.tick()
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.message
+    assert _contact(contact_id).company_id == second[0]
+    moved = [c for c in s.changes(outcome.run_id) if c.crm_field_key == "company_id"]
+    assert [(c.direction, c.old_value, c.new_value) for c in moved] == [("to_crm", "First AS", "Second AS")]
+    again = s.run(cid)
+    assert again.counts.get("to_crm", 0) == 0 and again.counts.get("to_erp", 0) == 0
+
+
+def test_a_contact_moved_in_the_crm_moves_the_person_in_the_erp(ctx, fake):
+    cid, first, second, contact_id, person = _person_world(fake)
+    contact = _contact(contact_id)
+    contact.company_id = second[0]
+    db.session.commit()
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.message
+    stored = fake.get_actor("Person", person)
+    assert (stored["ParentActorType"], stored["ParentErpKey"]) == ("Customer", second[1])
+    moved = [c for c in s.changes(outcome.run_id) if c.erp_field_key == "ParentErpKey"]
+    assert [(c.direction, c.new_value) for c in moved] == [("to_erp", f"Customer {second[1]} (Second AS)")]
+    again = s.run(cid)
+    assert again.counts.get("to_crm", 0) == 0 and again.counts.get("to_erp", 0) == 0
+
+
+def test_a_move_to_an_unlinked_parent_leaves_both_sides_and_says_so(ctx, fake):
+    cid, first, _second, contact_id, person = _person_world(fake)
+    stray = fake.add_actor("Customer", {"name": "Not linked AS"})
+    with fake.service.lock:
+        stored = fake.service.actors["Person"][person]
+        stored["ParentErpKey"], stored["LastModified"] = stray, fake.service.clock.tick()
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.PARTIAL
+    assert _contact(contact_id).company_id == first[0]
+    errors = [c.rule for c in s.changes(outcome.run_id) if c.direction == "error"]
+    assert len(errors) == 1 and stray in errors[0] and "not linked to a CRM company" in errors[0]

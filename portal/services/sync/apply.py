@@ -133,26 +133,31 @@ def _apply_once(ctx: RunContext, plan: TypePlan, items: list[BatchItem], one_way
                 ctx.wrote_crm = True
                 count("to_crm")
                 count("fields_to_crm", len(it.crm_write))
-            if it.sent:
+            moved = it.parent is not None and it.parent.sent  # the person moved to another parent in the ERP
+            if it.sent or moved:
                 count("to_erp")
-                count("fields_to_erp", len(it.sent))
-            if result.conflicts:
-                count("conflicts", len(result.conflicts))
+                count("fields_to_erp", len(it.sent) + moved)
+            if result.conflicts or (it.parent is not None and it.parent.conflict is not None):
+                count("conflicts", len(result.conflicts) + (it.parent is not None and it.parent.conflict is not None))
             if result.skipped_blank:
                 count("skipped_blank", len(result.skipped_blank))
-            if not it.crm_write and not it.sent:
+            if not it.crm_write and not it.sent and not moved:
                 count("unchanged")
             values = {"id": it.link_id, "base": result.new_base, "last_synced_at": now,
                       "last_result": record_summary(ctx, it), "status": LinkStatus.OK,
                       "status_message": ""}
             if not one_way:
                 values["crm_synced_at"] = new_updated_at
-                lm = it.new_lm if it.sent else str(it.actor.get("LastModified") or "") or None
+                lm = it.new_lm if it.sent or moved else str(it.actor.get("LastModified") or "") or None
                 if lm is not None:
                     values["erp_last_modified"] = lm
-            parent = it.actor.get("ParentErpKey")
-            if isinstance(parent, str) and parent and parent != it.parent_erp_key:
-                values["parent_erp_key"] = parent
+            if it.parent is not None:  # the parent both sides agree on now
+                if (it.parent.new_base or None) != (it.parent_erp_key or None):
+                    values["parent_erp_key"] = it.parent.new_base
+            else:
+                parent = it.actor.get("ParentErpKey")
+                if isinstance(parent, str) and parent and parent != it.parent_erp_key:
+                    values["parent_erp_key"] = parent
             if it.errors:
                 failures = it.failures + 1
                 values.update(failures=failures, retry_at=now + retry_delay(failures))

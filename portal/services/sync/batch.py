@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal.extensions import db
 from portal.models import LinkStatus
-from portal.services.sync import erp_write, record_merge
+from portal.services.sync import erp_write, parents, record_merge
 from portal.services.sync.apply import apply_batch
 from portal.services.sync.bulk import core_connection
 from portal.services.sync.context import IN_CHUNK, GcPaused, RunContext, chunks
@@ -37,8 +37,13 @@ def _run_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: st
                 it.outcome = "gone"  # deleted in the CRM meanwhile (its links went with it)
                 continue
         it.crm_updated_at = it.row[1]  # plan.columns: id, updated_at, …
-        record_merge.plan_item(ctx, plan, it, mode)
-    writes = [it for it in live if it.outcome is None and it.result is not None and it.result.to_erp]
+    if plan.parent is not None:
+        ctx.parents = parents.lookup(ctx, [it for it in live if it.outcome is None])
+    for it in live:
+        if it.outcome is None:
+            record_merge.plan_item(ctx, plan, it, mode)
+    writes = [it for it in live if it.outcome is None and it.result is not None
+              and (it.result.to_erp or (it.parent is not None and it.parent.to_erp is not None))]
     if writes:
         erp_write.save_actors(ctx, plan, writes, mode)
     apply_batch(ctx, plan, items, mode, cursor)

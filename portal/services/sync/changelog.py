@@ -8,7 +8,7 @@ from portal.models import CrmFieldType
 from portal.services.sync.context import RunContext, plural
 from portal.services.sync.fieldmap import MappedField
 from portal.services.sync.outcomes import ChangeLine, ConflictLine, RecordDetail
-from portal.services.sync.plan import PLAIN_DISPLAY_TYPES, BatchItem, TypePlan
+from portal.services.sync.plan import PARENT_KEY, PLAIN_DISPLAY_TYPES, BatchItem, TypePlan
 from portal.services.values import display
 
 CHANGE_DEFAULTS = {"link_id": None, "erp_actor_type": "", "erp_key": "", "erp_field_key": "", "crm_field_key": "",
@@ -61,19 +61,40 @@ def _erp_write_row(common: dict, it: BatchItem, f: MappedField, new: object, con
             "other_value": erp_text(f, conflict.erp) if conflict else None, "rule": conflict.rule if conflict else ""}
 
 
+def _parent_rows(ctx: RunContext, it: BatchItem, common: dict, *, sent: bool) -> list[dict]:
+    """A person's parent move (parents.py), in the log as the contact's company."""
+    move, names = it.parent, ctx.parents
+    if move is None or names is None:
+        return []
+    conflict = move.conflict
+    both = {"erp_field_key": PARENT_KEY, "crm_field_key": "company_id", "conflict": conflict is not None,
+            "rule": conflict.rule if conflict else ""}
+    rows = []
+    if move.to_crm is not None and "company_id" in it.crm_write:
+        rows.append({**common, **both, "direction": "to_crm", "old_value": names.company_text(move.crm_before),
+                     "new_value": names.company_text(move.to_crm),
+                     "other_value": names.erp_text(conflict.crm) if conflict else None})
+    if move.to_erp is not None and sent:
+        rows.append({**common, **both, "direction": "to_erp", "old_value": names.erp_text(move.erp_before),
+                     "new_value": names.erp_text(move.to_erp[1], move.to_erp[0]),
+                     "other_value": names.erp_text(conflict.erp) if conflict else None})
+    return rows
+
+
 def planned_erp_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> list[dict]:
     """The change-log rows of the ERP writes the record is about to send (for the journal, before SaveActors)."""
     common = _common(ctx, plan, it, now)
     conflicts = {c.key: c for c in it.result.conflicts}
-    return [_erp_write_row(common, it, f, it.result.to_erp[f.erp_key], conflicts.get(f.erp_key))
+    rows = [_erp_write_row(common, it, f, it.result.to_erp[f.erp_key], conflicts.get(f.erp_key))
             for f in plan.fields if f.erp_key in it.result.to_erp]
+    return rows + [row for row in _parent_rows(ctx, it, common, sent=True) if row["direction"] == "to_erp"]
 
 
 def change_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -> list[dict]:
     common = _common(ctx, plan, it, now)
     rows = []
     result = it.result
-    if not (it.crm_write or it.sent or it.errors):
+    if not (it.crm_write or it.sent or it.errors or (it.parent is not None and it.parent.sent)):
         return rows
     conflicts = {c.key: c for c in (result.conflicts if result else [])}
     for f in plan.fields:
@@ -89,10 +110,12 @@ def change_rows(ctx: RunContext, plan: TypePlan, it: BatchItem, now: datetime) -
                          "rule": conflict.rule if conflict else ""})
         if key in it.sent:
             rows.append(_erp_write_row(common, it, f, it.sent[key], conflict))
+    rows += _parent_rows(ctx, it, common, sent=it.parent is not None and it.parent.sent)
     for key, message in it.errors:
         f = plan.by_key.get(key)
         rows.append({**common, "direction": "error", "erp_field_key": key or "",
-                     "crm_field_key": f.crm_key if f else "", "old_value": None, "new_value": None,
+                     "crm_field_key": f.crm_key if f else ("company_id" if key == PARENT_KEY else ""),
+                     "old_value": None, "new_value": None,
                      "conflict": False, "other_value": None, "rule": message[:4000]})
     return rows
 
@@ -114,6 +137,18 @@ def record_detail(ctx: RunContext, plan: TypePlan, it: BatchItem) -> RecordDetai
             detail.to_erp.append(ChangeLine(f.erp_label or f.erp_key,
                                             erp_text(f, (it.actor.get("FieldValues") or {}).get(f.erp_key)),
                                             erp_text(f, it.sent[f.erp_key])))
+    move = it.parent
+    if move is not None and ctx.parents is not None:
+        if move.to_crm is not None and "company_id" in it.crm_write:
+            detail.to_crm.append(ChangeLine("Company", ctx.parents.company_text(move.crm_before),
+                                            ctx.parents.company_text(move.to_crm)))
+        if move.to_erp is not None and move.sent:
+            detail.to_erp.append(ChangeLine("Parent", ctx.parents.erp_text(move.erp_before),
+                                            ctx.parents.erp_text(move.to_erp[1], move.to_erp[0])))
+        if move.conflict is not None:
+            c = move.conflict
+            detail.conflicts.append(ConflictLine("Company", ctx.parents.erp_text(c.crm), ctx.parents.erp_text(c.erp),
+                                                 "CRM" if c.winner == "crm" else ctx.name, c.rule))
     for conflict in result.conflicts:
         f = plan.by_key[conflict.key]
         detail.conflicts.append(ConflictLine(f.crm_label or f.erp_label, erp_text(f, conflict.crm),

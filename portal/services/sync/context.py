@@ -183,6 +183,8 @@ class RunContext:
         self.plans = [TypePlan(config.erp_actor_type, config.crm_type, fieldmap.mapped_fields(config, synced_only=True))
                       for config in connection.actor_types if config.is_active and config.supported]
         self.list_names = {row.id: row.name for row in db.session.execute(select(ListItem.id, ListItem.name))}
+        self.list_items = None  # crm_rules' list items, read when a record first writes to the CRM
+        self.parents = None  # the company links of the batch in progress (parents.lookup)
         self.batch_size = setting("SYNC_BATCH_SIZE", DEFAULT_BATCH_SIZE)
         self.page_size = setting("SYNC_PAGE_SIZE", DEFAULT_PAGE_SIZE)
         self.client = make_run_client(connection)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from portal.connectors.client import ConnectorError
-from portal.services.sync import journal, record_merge
+from portal.services.sync import journal, parents, record_merge
 from portal.services.sync.context import GONE_CODES, STALE_WRITE_CODE, RecordLevel, RunContext
 from portal.services.sync.merge import merge
 from portal.services.sync.plan import BatchItem, TypePlan, erp_values, to_crm_values
@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 def _erp_actor(plan: TypePlan, it: BatchItem) -> dict:
     # LastModified as last read lets a connector refuse a stale write (ErrorCode CONFLICT) instead of silently
     # overwriting a change made in the ERP since.
-    return {"ActorType": plan.actor_type, "ErpKey": it.erp_key, "LastModified": it.actor.get("LastModified") or "",
-            "FieldValues": dict(it.result.to_erp)}
+    actor = {"ActorType": plan.actor_type, "ErpKey": it.erp_key, "LastModified": it.actor.get("LastModified") or "",
+             "FieldValues": dict(it.result.to_erp)}
+    if it.parent is not None and it.parent.to_erp is not None:
+        actor["ParentActorType"], actor["ParentErpKey"] = it.parent.to_erp
+    return actor
 
 
 def save_actors(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: str) -> None:
@@ -89,6 +92,7 @@ def _take_answer(ctx: RunContext, plan: TypePlan, items: list[BatchItem], answer
     for it in items:
         it.sent = dict(it.result.to_erp)
         actor = saved.get(it.erp_key)
+        parents.check_answer(ctx, it, actor)
         if actor is None:
             it.new_lm = None  # not confirmed: merge this actor again next time
             continue

@@ -10,10 +10,12 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select
 
-from portal.models import CRM_MODELS, CRM_TYPE_LABELS, CrmFieldType, FieldType, Link, crm_field
+from portal.models import CRM_MODELS, CRM_TYPE_LABELS, ActorType, CrmFieldType, FieldType, Link, crm_field
 from portal.services.sync import fieldmap
 from portal.services.sync.fieldmap import MappedField
 from portal.services.sync.merge import FieldRule, MergeResult, PreparedRules, prepare
+
+PARENT_KEY = "ParentErpKey"  # the merge's key for a person's parent (not a field of FieldValues)
 
 
 @dataclass
@@ -32,6 +34,13 @@ class TypePlan:
         self.by_key: dict[str, MappedField] = {f.erp_key: f for f in self.fields}
         self.by_crm: dict[str, MappedField] = {f.crm_key: f for f in self.fields}
         crm_keys = list(dict.fromkeys(f.crm_key for f in self.fields))
+        # A person's parent (its customer/supplier) is the contact's company: it syncs in the directions the
+        # actor type's fields sync (see parents.py); the contact's company_id is read with the record.
+        self.parent: FieldRule | None = None
+        if self.actor_type == ActorType.PERSON and hasattr(self.model, "company_id") and self.fields:
+            self.parent = FieldRule(PARENT_KEY, any(f.to_crm for f in self.fields),
+                                    any(f.to_erp and not f.read_only for f in self.fields))
+            crm_keys.append("company_id")
         self.columns = [self.model.id, self.model.updated_at] + [getattr(self.model, k) for k in crm_keys
                                                                  if k not in ("id", "updated_at")]
         # The CRM row of a record as the engine uses it: by position (plan.crm_text) and by column key (fieldmap)
@@ -47,7 +56,6 @@ class TypePlan:
         self.sql_check = (select(Link.id, self.model.updated_at).join(self.model, self.model.id == Link.crm_id)
                           .where(Link.id.in_(bindparam("ids", expanding=True))).with_for_update())
         # … or its writes check the same row by row (update_many with ``record``, see _apply_once)
-        self.parent = None  # the parent pseudo-field of a Person (contact moves), see below
         self.required = {f.crm_key for f in self.fields
                          if (spec := crm_field(self.crm_type, f.crm_key)) is not None and spec.required}
         # Text-to-text and list-to-list fields take a fast path (see erp_values/crm_values), the rest go through
@@ -195,7 +203,7 @@ class BatchItem:
     __slots__ = ("link_id", "crm_id", "erp_key", "base", "crm_synced_at", "erp_last_modified", "status", "failures",
                  "last_synced_at", "parent_erp_key", "retry_at", "actor", "row", "crm_updated_at", "crm_vals", "erp_vals",
                  "bad", "result", "crm_write", "errors", "sent", "new_lm", "outcome", "message", "reread",
-                 "authors")
+                 "authors", "parent")
 
     def __init__(self, row, plan: TypePlan | None = None) -> None:
         # row: the LINK_COLUMNS first, in their order (unpacked: attribute access on a Row costs more), then —
@@ -220,3 +228,4 @@ class BatchItem:
         self.message = ""
         self.reread = False
         self.authors: dict[str, int] = {}  # conflict key -> connection id the CRM value came from
+        self.parent = None  # a person's parent move (parents.ParentMove)

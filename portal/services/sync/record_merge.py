@@ -6,6 +6,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import SyncChange
+from portal.services.crm_rules import check_crm_values, load_list_items
+from portal.services.sync import parents
 from portal.services.sync.changelog import crm_text
 from portal.services.sync.context import RunContext, changed_at
 from portal.services.sync.merge import FieldRule, MergeResult, merge, merge_prepared, prepare
@@ -44,6 +46,8 @@ def plan_item(ctx: RunContext, plan: TypePlan, it: BatchItem, mode: str) -> None
     it.result = result
     it.crm_write = {}
     _validate(ctx, plan, it, result.to_crm, result.to_erp)
+    if plan.parent is not None:
+        parents.plan_parent(ctx, plan, it, merge_mode(mode), ctx.parents)
 
 
 def _drop(it: BatchItem, result: MergeResult, key: str) -> None:
@@ -75,6 +79,22 @@ def _validate(ctx: RunContext, plan: TypePlan, it: BatchItem, to_crm: dict, to_e
         it.errors.append((key, f"{plan.by_key[key].erp_label} could not be written to {ctx.name}: {message}"))
         _drop(it, result, key)
     it.crm_write.update(crm_write)
+    _refuse_what_the_crm_cannot_hold(ctx, plan, it)
+
+
+def _refuse_what_the_crm_cannot_hold(ctx: RunContext, plan: TypePlan, it: BatchItem) -> None:
+    """The CRM's own rules (the forms' and the import's): a value the CRM would refuse is not stored but reported
+    with the ERP's value, and the field keeps its base, so it is tried again when either side changes."""
+    if not it.crm_write:
+        return
+    if ctx.list_items is None:
+        ctx.list_items = load_list_items()
+    refused = check_crm_values(plan.crm_type, it.crm_write, record=it.row, list_items=ctx.list_items)
+    for crm_key, reason in refused.items():
+        f = plan.by_crm[crm_key]
+        it.errors.append((f.erp_key, f"{f.crm_label} could not be written to the CRM: {reason}"))
+        it.crm_write.pop(crm_key, None)
+        _drop(it, it.result, f.erp_key)
 
 
 def _hub_priority(ctx: RunContext, plan: TypePlan, it: BatchItem, rules: list[FieldRule], result: MergeResult
