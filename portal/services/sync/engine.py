@@ -2,22 +2,24 @@
 
 A normal run (``kind='sync'``), per active actor type of the connection:
 
-A. **ERP changes** — ``GetActorsByTimestamp`` from the connection's cursor, paged (``Limit``/``NextCursor``);
-   only linked actors are kept (one indexed SELECT per batch); an actor whose ``LastModified`` equals its link's
-   ``erp_last_modified`` was already merged at exactly that state (a repeat of the inclusive call, or the echo
-   of our own SaveActors) and is skipped.
+A. **ERP changes** (``feed.py``) — ``GetActorsByTimestamp`` from the connection's cursor, every page read
+   (``Limit``/``NextCursor``) before anything is written, so a connector that pages by offset cannot skip an actor
+   re-stamped by our writes; only linked actors are kept; an actor whose ``LastModified`` *and values* equal what
+   its link last merged (a repeat of the inclusive call, or the echo of our own SaveActors) is skipped.
 B. **CRM changes** — linked records whose ``updated_at`` is later than the link's ``crm_synced_at``, plus links
    whose previous sync failed (``retry_at`` passed); keyset-paged SQL, never all links at once. Once a run has
    gone through all of them, the connection keeps a *CRM mark* per actor type (``Connection.crm_cursors``: when
    that run started, minus ``CRM_LOOKBACK``), and later runs only look at records changed between the mark and
    their own start (the ``updated_at`` index), so the cost follows the changes, not the number of links.
-C. For each batch (``SYNC_BATCH_SIZE``, default 200): the missing side is read (one ``GetActors`` per batch; the
-   CRM rows come with the links, in the same SELECT), each record goes through the three-way merge (``merge.py``) against the link's base, ERP writes
-   go out in one ``SaveActors`` per batch (a business error makes it retry record by record to isolate the bad
-   one), the answer is merged once more (it is what the ERP now stores), and one short database transaction
-   applies the CRM writes, the link bases and markers and the change log. No transaction is open during a
-   connector call.
-D. The cursor moves to the highest ``LastModified`` of a page only after that page's changes were applied.
+C. For each batch (``SYNC_BATCH_SIZE``, default 200; ``batch.py``): the missing side is read (one ``GetActors``
+   per batch; the CRM rows come with the links, in the same SELECT), each record goes through the three-way merge
+   (``record_merge.py``, ``parents.py``) against the link's base, ERP writes are journaled (``journal.py``) and go
+   out in one ``SaveActors`` per batch (``erp_write.py``: a business error makes it retry record by record to
+   isolate the bad one), the answer is merged once more (it is what the ERP now stores), and one short database
+   transaction (``apply.py``) applies the CRM writes, the link bases and markers and the change log. No
+   transaction is open during a connector call.
+D. The cursor moves to the highest ``LastModified`` of a batch only after that batch was applied, and never
+   past an actor the feed's read may have skipped (see feed.py).
 
 A record that fails is recorded (change log ``direction='error'``), skipped and retried by a later run
 (``Link.retry_at`` with a growing delay); a record the CRM changed while the engine worked on it is left for the
@@ -35,7 +37,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Connection, Link, LinkStatus, RunKind, RunStatus, SyncRun
-from portal.services.sync import journal, runs
+from portal.services.sync import journal, reconcile, runs
 from portal.services.sync.batch import process_batch
 from portal.services.sync.bulk import core_connection
 from portal.services.sync.changelog import record_detail
@@ -82,13 +84,16 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
         connection = db.session.get(Connection, connection_id)
         if connection is None or connection.deleted or (not connection.active and kind != RunKind.IMPORT):
             raise RunFailed("The connection is not active any more.")
-        if kind not in (RunKind.SYNC, RunKind.RECORD, RunKind.RESYNC_FROM_CRM, RunKind.RESYNC_FROM_ERP):
+        if kind not in (RunKind.SYNC, RunKind.RECORD, RunKind.RESYNC_FROM_CRM, RunKind.RESYNC_FROM_ERP,
+                        RunKind.RECONCILE):
             raise RunFailed(f"Runs of kind {kind!r} cannot be executed by the sync engine.")
         ctx = RunContext(run, connection, on_progress)
         outcome.started_at = ctx.started_at
         db.session.commit()
         # ERP writes of an earlier run that stopped before recording them (a killed process): on record first
-        ctx.count("journal_recovered", journal.recover(ctx.connection_id, ctx.name, except_run_id=run_id))
+        # (not in a reconcile's dry run, which writes nothing)
+        if not ctx.dry_run:
+            ctx.count("journal_recovered", journal.recover(ctx.connection_id, ctx.name, except_run_id=run_id))
         log.info("sync run %s (%s, %s) started for connection %s", run_id, kind, run.trigger, ctx.name)
         _execute(ctx)
         status, message = _final(ctx)
@@ -138,6 +143,8 @@ def _record_journal(ctx: RunContext | None) -> None:
 
 
 def _final(ctx: RunContext) -> tuple[str, str]:
+    if ctx.kind == RunKind.RECONCILE:
+        return reconcile.final(ctx)
     c = ctx.counts
     records = c.get("records", 0)
     parts = [f"Checked {plural(records, 'record')}"]
@@ -182,6 +189,8 @@ def _execute(ctx: RunContext) -> None:
     elif ctx.kind == RunKind.RESYNC_FROM_ERP:
         for plan in ctx.plans:
             _resync_type(ctx, plan, "from_erp")
+    elif ctx.kind == RunKind.RECONCILE:  # every link read with GetActors and merged (reconcile.py)
+        reconcile.reconcile(ctx)
 
 
 # ------------------------------------------------------------------------------------------- normal sync
