@@ -276,3 +276,39 @@ def test_a_move_to_an_unlinked_parent_leaves_both_sides_and_says_so(ctx, fake):
     assert _contact(contact_id).company_id == first[0]
     errors = [c.rule for c in s.changes(outcome.run_id) if c.direction == "error"]
     assert len(errors) == 1 and stray in errors[0] and "not linked to a CRM company" in errors[0]
+
+
+# ------------------------------------------------------------------------------ partial SaveActors
+
+
+def test_a_per_entry_error_of_save_actors_fails_only_that_record_and_keeps_its_edit(ctx, fake, monkeypatch):
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="100") for n in range(3)]
+    for n, (company_id, _key, _link) in enumerate(linked):
+        s.edit_company(company_id, phone=f"crm-{n}")
+    refused_key = linked[1][1]
+    original = fake.service.SaveActors
+
+    def partial(body: dict) -> dict:
+        kept = [a for a in body["Actors"] if a["ErpKey"] != refused_key]
+        answer = original({**body, "Actors": kept})
+        answer["Actors"].append({"ErpKey": refused_key, "ActorType": "Customer", "IsOk": False,
+                                 "ErrorCode": "LOCKED", "UserExplanation": "Record locked by another user"})
+        return answer
+
+    monkeypatch.setattr(fake.service, "SaveActors", partial)
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.PARTIAL
+    assert fake.get_actor("Customer", refused_key)["FieldValues"]["phone"] == "100"
+    errors = [c.rule for c in s.changes(outcome.run_id) if c.direction == "error"]
+    assert len(errors) == 1 and "Record locked by another user" in errors[0]
+    assert not [c for c in s.changes(outcome.run_id) if c.direction == "to_erp" and c.erp_key == refused_key]
+    link = s.get_link(linked[1][2])
+    assert link.base["phone"] == "100" and link.retry_at is not None
+    # the record is merged again once the ERP takes it: the CRM edit was never dropped
+    monkeypatch.setattr(fake.service, "SaveActors", original)
+    link.retry_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    s.run(cid)
+    assert fake.get_actor("Customer", refused_key)["FieldValues"]["phone"] == "crm-1"
+    assert s.company(linked[1][0]).phone == "crm-1"

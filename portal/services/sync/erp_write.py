@@ -84,6 +84,17 @@ def _save_failed(ctx: RunContext, plan: TypePlan, it: BatchItem, error: Connecto
     it.errors.append(("", it.message))
 
 
+def _entry_error(actor: dict | None) -> ConnectorError | None:
+    """A per-entry error in a SaveActors answer (``IsOk: false`` or an ``ErrorCode`` on the entry)."""
+    if not isinstance(actor, dict) or actor.get("IsOk") is True:
+        return None
+    if actor.get("IsOk") is False or actor.get("ErrorCode"):
+        return ConnectorError(str(actor.get("UserExplanation") or "the ERP refused this record"),
+                              tech_message=str(actor.get("TechExplanation") or ""),
+                              error_code=str(actor.get("ErrorCode") or ""))
+    return None
+
+
 def _take_answer(ctx: RunContext, plan: TypePlan, items: list[BatchItem], answer: list[dict], mode: str) -> None:
     """SaveActors answers the actors as now stored: that is the ERP side of the new base. In a normal sync the
     answer is merged once more, so a value the ERP adjusted (or a field changed in the ERP meanwhile) flows on
@@ -92,10 +103,15 @@ def _take_answer(ctx: RunContext, plan: TypePlan, items: list[BatchItem], answer
     for it in items:
         it.sent = dict(it.result.to_erp)
         actor = saved.get(it.erp_key)
-        parents.check_answer(ctx, it, actor)
-        if actor is None:
-            it.new_lm = None  # not confirmed: merge this actor again next time
+        refused = _entry_error(actor)
+        if actor is None or refused is not None:
+            # Not saved (a per-entry error of a partial SaveActors, or left out of the answer): the link keeps
+            # its base, so the record is merged again — never taken as agreed on values the ERP does not hold.
+            it.sent = {}
+            _save_failed(ctx, plan, it, refused or ConnectorError(
+                "the record was left out of the answer, so it was not saved", error_code="NOT_SAVED"), mode)
             continue
+        parents.check_answer(ctx, it, actor)
         if merge_mode(mode) != "sync":
             it.new_lm = None  # one-way: the next normal sync merges the record in full once more
             continue
