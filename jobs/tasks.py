@@ -26,10 +26,22 @@ def _in_context(function, *args):
 
 def dispatch_due_syncs() -> None:
     """Queue the periodic sync when due, and start queued runs nothing is executing — as one cycle, in
-    sync-priority order (portal.services.sync.engine.execute_cycle)."""
+    sync-priority order (portal.services.sync.engine.execute_cycle); then the reconciles whose slot has come."""
     from portal.services.sync import runs
 
     queued = _in_context(runs.dispatch_due) or []
+    if queued:
+        submit_cycle(queued)
+    dispatch_due_reconciles()
+
+
+def dispatch_due_reconciles() -> None:
+    """Queue the scheduled reconcile of every connection whose slot has come (portal.services.sync.reconcile) and
+    run them as a cycle of their own (with the hub follow-ups of what they wrote into the CRM): a long reconcile
+    does not hold up the next sync cycle of the other connections."""
+    from portal.services.sync import reconcile
+
+    queued = _in_context(reconcile.dispatch_due) or []
     if queued:
         submit_cycle(queued)
 

@@ -1,6 +1,7 @@
 """``flask --app wsgi erp …``: run a sync in the foreground, or show the state of the connections.
 
     flask --app wsgi erp sync [--connection NAME] [--resync-from crm|erp] [--no-blank]
+    flask --app wsgi erp reconcile [--connection NAME] [--dry-run]
     flask --app wsgi erp status
 
 A foreground sync takes the same per-connection lock as the scheduler (one active run per connection), so it is
@@ -118,6 +119,95 @@ def sync_command(connection_name: str | None, resync_from: str | None, no_blank:
         sys.exit(1)
 
 
+@erp_group.command("reconcile")
+@click.option("--connection", "connection_name", default=None, metavar="NAME",
+              help="Reconcile only this connection (default: every active connection, in sync-priority order).")
+@click.option("--dry-run", is_flag=True,
+              help="Read and compare only: print what would change each way and how conflicts would be settled; "
+                   "write nothing.")
+@with_appcontext
+def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
+    """Read every linked actor and bring both sides in step (drift repaired by the normal merge rules)."""
+    from portal.services.sync import engine, reconcile, runs
+
+    connections = _connections(connection_name)
+    if not connections:
+        click.echo("No active connection with an active actor type: nothing to reconcile.")
+        return
+    run_ids, busy = [], []
+    for connection in connections:
+        try:
+            run, created = runs.request_run(connection.id, kind=RunKind.RECONCILE, trigger="cli", requested_by="cli",
+                                            options={"dry_run": dry_run})
+        except runs.RunError as exc:
+            busy.append(f"{connection.name}: {exc}")
+            continue
+        if created:
+            run_ids.append(run.id)
+        else:
+            busy.append(f"{connection.name}: {runs.describe_busy(run)}")
+    for line in busy:
+        click.secho(f"Skipped {line}", fg="yellow", err=True)
+    progress = _Progress()
+    found = [0]
+
+    def show(entry) -> None:
+        progress.end()
+        found[0] += 1
+        for line in entry.lines():
+            click.echo("  " + line)
+
+    outcomes = []
+    for run_id in run_ids:
+        run = db.session.get(SyncRun, run_id)
+        click.echo(f"{run.connection.name}: reconcile{', dry run' if dry_run else ''} (run #{run_id}) …")
+        db.session.commit()
+        found[0] = 0
+        with reconcile.reporting(show):
+            outcomes.append(engine.execute_run(run_id, on_progress=progress))
+        progress.end()
+        if dry_run and not found[0] and outcomes[-1].status != RunStatus.FAILED:
+            click.echo("  Nothing would change: both sides agree.")
+    if not dry_run:  # what the reconcile wrote into the CRM goes on to the other connections (the CRM is the hub)
+        for followup in engine.run_followups(outcomes, on_progress=progress):
+            progress.end()
+            outcomes.append(followup)
+    _reconcile_summary(outcomes)
+    if busy or any(o.status == RunStatus.FAILED for o in outcomes):
+        sys.exit(1)
+
+
+# The summary's columns Repaired, To CRM, To ERP, Conflicts, Broken, Restored, Errors: done, or (dry run) would be
+_RECONCILE_KEYS = ("drift_repaired", "to_crm", "to_erp", "conflicts", "broken", "restored", "errors")
+_DRY_KEYS = ("would_repair", "would_to_crm", "would_to_erp", "would_conflicts", "would_break", "would_restore",
+             "would_errors")
+
+
+def _reconcile_summary(outcomes) -> None:
+    if not outcomes:
+        return
+    rows = []
+    for outcome in outcomes:
+        run = db.session.get(SyncRun, outcome.run_id)
+        c = run.counts or {}
+        dry = bool((run.options or {}).get("dry_run"))
+        keys = _DRY_KEYS if dry else _RECONCILE_KEYS
+        numbers = [f"{c.get(key, 0):,}" for key in keys]
+        if run.kind != RunKind.RECONCILE:  # a hub follow-up sync
+            numbers = ["-"] + [f"{c.get(key, 0):,}" for key in _RECONCILE_KEYS[1:]]
+        rows.append([f"#{run.id}", run.connection.name, run.kind + (" (dry run)" if dry else ""), run.status,
+                     f"{c.get('records', 0):,}", *numbers, f"{run.duration_seconds or 0.0:.2f}",
+                     f"{run.connector_seconds:.2f}"])
+    click.echo("")
+    click.echo(_table(["Run", "Connection", "Kind", "Status", "Links", "Repaired", "To CRM", "To ERP", "Conflicts",
+                       "Broken", "Restored", "Errors", "Seconds", "Connector s"], rows))
+    for outcome in outcomes:
+        run = db.session.get(SyncRun, outcome.run_id)
+        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
+        click.secho(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
+    db.session.commit()
+
+
 def _summary(outcomes) -> None:
     if not outcomes:
         return
@@ -180,4 +270,10 @@ def status_command() -> None:
     auto = f"on, every {settings.interval_seconds} s" if settings.auto_sync else "off"
     click.echo(f"Automatic sync: {auto}")
     click.echo(f"Next sync: {runs.next_due_text(settings)}  (now {utcnow():%Y-%m-%d %H:%M:%S} UTC)")
+    from portal.services.sync import reconcile
+
+    due = reconcile.next_due_at(settings)
+    paused = " (paused: automatic sync is off)" if due is not None and not settings.auto_sync else ""
+    click.echo(f"Reconcile: {reconcile.schedule_text(settings)}{paused}"
+               + (f"; next {max(due, utcnow()):%Y-%m-%d %H:%M} UTC" if due is not None and not paused else ""))
     db.session.commit()

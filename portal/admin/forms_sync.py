@@ -23,6 +23,21 @@ class IntervalForm(FlaskForm):
                                                                     "and at most a year.")])
 
 
+class ReconcileForm(FlaskForm):
+    """When the reconcile pass runs (portal.services.sync.reconcile): how often, and the hour its slots start."""
+
+    every_hours = SelectField("Reconcile", coerce=int, choices=[],
+                              validators=[InputRequired("Choose how often the reconcile runs.")])
+    hour = SelectField("At (UTC)", coerce=int, choices=[(h, f"{h:02d}:00") for h in range(24)],
+                       validators=[InputRequired("Choose the hour.")])
+
+    def __init__(self, *args, **kwargs):
+        from portal.services.sync.reconcile import EVERY_CHOICES
+
+        super().__init__(*args, **kwargs)
+        self.every_hours.choices = list(EVERY_CHOICES.items())
+
+
 class ConnectionForm(FlaskForm):
     """Static part of the Define/Configure ERP connection form; config fields are rendered from the
     connector's GetConfigData and parsed by services.connections.collect_config."""

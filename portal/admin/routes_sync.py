@@ -7,7 +7,7 @@ from flask import render_template, request, url_for
 from sqlalchemy import select
 
 from portal.admin import bp
-from portal.admin.forms_sync import IntervalForm
+from portal.admin.forms_sync import IntervalForm, ReconcileForm
 from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector
@@ -56,6 +56,7 @@ def sync():
     db.session.commit()
     context = dict(
         settings=settings, interval_form=IntervalForm(interval_seconds=settings.interval_seconds),
+        **_reconcile_context(settings),
         connectors=db.session.scalars(connector_query).all(), connections=connections, selected=selected,
         summary=connection_summary(selected) if selected else [],
         show_deleted_connectors=show_deleted_connectors, show_deleted_connections=show_deleted_connections,
@@ -89,6 +90,42 @@ def sync_interval():
             return render_template("admin/sync/_auto.html", settings=settings, interval_form=form)
     db.session.rollback()
     return render_template("admin/sync/_auto.html", settings=settings, interval_form=form), 422
+
+
+def _reconcile_context(settings, form: ReconcileForm | None = None) -> dict:
+    """The Reconcile setting of the Sync tab (admin/sync/_reconcile.html)."""
+    from portal.services.sync import reconcile
+
+    form = form or ReconcileForm(every_hours=settings.reconcile_every_hours, hour=settings.reconcile_hour)
+    context = {"reconcile_form": form, "reconcile_text": reconcile.schedule_text(settings),
+               "reconcile_next": reconcile.next_due_at(settings)}
+    db.session.commit()
+    return context
+
+
+@bp.route("/sync/reconcile", methods=["POST"])
+def sync_reconcile():
+    """Save how often and at which hour the reconcile runs; 422 with the errors on bad input."""
+    from portal.services.sync import reconcile
+
+    form = ReconcileForm()
+    settings = sync_settings()
+    if form.validate_on_submit():
+        try:
+            settings = reconcile.set_schedule(form.every_hours.data, form.hour.data, **audit_ctx())
+        except ServiceError as exc:
+            getattr(form, exc.field if exc.field in ("every_hours", "hour") else "every_hours").errors.append(
+                exc.message)
+        else:
+            text = reconcile.schedule_text(settings)
+            toast("success" if settings.reconcile_every_hours else "warning",
+                  f"Reconcile: {text}." if settings.reconcile_every_hours else "The scheduled reconcile is off.")
+            return render_template("admin/sync/_reconcile.html", settings=settings,
+                                   **_reconcile_context(settings, form))
+    db.session.rollback()
+    settings = sync_settings()
+    return render_template("admin/sync/_reconcile.html", settings=settings,
+                           **_reconcile_context(settings, form)), 422
 
 
 @bp.route("/sync/priority")

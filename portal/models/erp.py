@@ -78,6 +78,10 @@ class SyncSettings(db.Model):
     priority: Mapped[list] = mapped_column(JSON, default=lambda: [CRM_PRIORITY_ID])
     log_retention_days: Mapped[int] = mapped_column(default=90)
     next_due_at: Mapped[datetime | None] = mapped_column()
+    # The scheduled reconcile (portal.services.sync.reconcile): every this many hours (0 = Off), the slots
+    # anchored at this hour (UTC). Default: every night at 02:00 UTC.
+    reconcile_every_hours: Mapped[int] = mapped_column(default=24, server_default="24")
+    reconcile_hour: Mapped[int] = mapped_column(default=2, server_default="2")
 
 
 class Connector(TimestampMixin, db.Model):
@@ -125,6 +129,9 @@ class Connection(TimestampMixin, db.Model):
     # portal.services.sync.crm_changes); none yet means "look at every link".
     crm_cursors: Mapped[dict] = mapped_column(JSON, default=dict)
     fields_refreshed_at: Mapped[datetime | None] = mapped_column()
+    # When this connection's next scheduled reconcile is due (None: not scheduled yet, the dispatcher picks the
+    # next slot); moved on with a conditional UPDATE (portal.services.sync.reconcile.dispatch_due).
+    reconcile_due_at: Mapped[datetime | None] = mapped_column()
 
     connector: Mapped[Connector] = relationship(back_populates="connections")
     access: Mapped[list[ConnectionAccess]] = relationship(

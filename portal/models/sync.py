@@ -73,6 +73,7 @@ class RunKind(StrEnum):
     RESYNC_FROM_CRM = "resync_from_crm"
     RESYNC_FROM_ERP = "resync_from_erp"
     IMPORT = "import"
+    RECONCILE = "reconcile"  # every link read with GetActors and merged (drift repaired), docs/sync-engine.md
 
 
 class SyncRun(db.Model):

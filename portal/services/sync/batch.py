@@ -42,6 +42,11 @@ def _run_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: st
     for it in live:
         if it.outcome is None:
             record_merge.plan_item(ctx, plan, it, mode)
+    if ctx.dry_run:  # a reconcile's dry run: report what the batch would do, write nothing (no ERP, no apply)
+        from portal.services.sync.reconcile import report_dry_run
+
+        report_dry_run(ctx, plan, items)
+        return
     writes = [it for it in live if it.outcome is None and it.result is not None
               and (it.result.to_erp or (it.parent is not None and it.parent.to_erp is not None))]
     if writes:

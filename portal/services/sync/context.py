@@ -180,6 +180,9 @@ class RunContext:
         self.crm_rank = self.ranks.get(CRM_PRIORITY_ID, 0)
         self.erp_rank = self.ranks.get(connection.id, len(entries))
         self.no_blank = bool(self.options.get("no_blank"))
+        # A reconcile's dry run (option ``dry_run``): read and merge only; batch.py hands each merged batch to
+        # reconcile.report_dry_run instead of writing anything. Honoured for reconcile runs only.
+        self.dry_run = self.kind == "reconcile" and bool(self.options.get("dry_run"))
         self.plans = [TypePlan(config.erp_actor_type, config.crm_type, fieldmap.mapped_fields(config, synced_only=True))
                       for config in connection.actor_types if config.is_active and config.supported]
         self.list_names = {row.id: row.name for row in db.session.execute(select(ListItem.id, ListItem.name))}

@@ -53,6 +53,7 @@ KIND_LABELS = {
     RunKind.RESYNC_FROM_CRM: "Resync from CRM",
     RunKind.RESYNC_FROM_ERP: "Resync from ERP",
     RunKind.IMPORT: "Import",
+    RunKind.RECONCILE: "Reconcile",
 }
 TRIGGER_LABELS = {
     "schedule": "Scheduled",
@@ -109,6 +110,7 @@ _BUSY_PHRASES = {
     RunKind.RESYNC_FROM_CRM: "A resync from the CRM to {name}",
     RunKind.RESYNC_FROM_ERP: "A resync from {name}",
     RunKind.IMPORT: "An import of {name}",
+    RunKind.RECONCILE: "A reconcile of {name}",
 }
 
 
