@@ -13,8 +13,10 @@ Statuses:
 * ``SKIP`` — the check could not run (nothing to check, or an earlier check it depends on failed).
 
 The write checks (``CreateActor``, ``SaveActors``) create one record per actor type in the ERP (two when the
-connector does not honour ``IdempotencyKey``); the protocol has no way to delete them. Use ``write=False``
-(``--no-write``) against an ERP whose data matters.
+connector does not honour ``IdempotencyKey``); the protocol has no way to delete them. "GetActorsByTimestamp
+paging under writes" also re-saves one existing actor per type with its current value (or, when that writes
+nothing, changes one Text field and restores it). Use ``write=False`` (``--no-write``) against an ERP whose data
+matters.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ ENVELOPE = ("IsOk", "State", "UserExplanation", "TechExplanation", "ErrorCode")
 STATE_VALUES = tuple(s.value for s in State)
 MAX_LISTED = 5  # problems quoted in one reason
 REASON_LIMIT = 600
+NOT_FOUND = "NOT_FOUND"  # error code: the key is unknown (the actor was deleted)
+FEED_WINDOW = 6  # newest actors the "paging under writes" check pages through (more when LastModified values tie)
+WRITE_PAGE_LIMIT = 2  # its page size
 
 _ISO_UTC = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|[+-]00:?00)$", re.IGNORECASE)
 _ISO_ANY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
@@ -142,6 +147,8 @@ def _error_text(exc: ConnectorError) -> str:
         text += f" [{exc.error_code}]"
     if exc.tech_message:
         text += f" ({exc.tech_message})"
+    if exc.transient:  # 408, 425, 429, 5xx, timeouts, connection errors
+        text += " — a transient error: the portal retries it with backoff; run the kit again"
     return text
 
 
@@ -486,6 +493,7 @@ class ConformanceKit:
         if created.status != SKIP:
             self.check(f"{t}: CreateActor idempotent", lambda: self.check_idempotent(t))
             self.check(f"{t}: SaveActors", lambda: self.check_save(t))
+        self.check(f"{t}: GetActorsByTimestamp paging under writes", lambda: self.check_paging_under_writes(t))
         if t == "Person" and self._pending_parent_check:
             self._pending_parent_check = False
             self.check(f"{t}: SearchActorByParent", lambda: self.check_by_parent(t))
@@ -548,6 +556,9 @@ class ConformanceKit:
         except ConnectorError as exc:
             if exc.error_code == UNKNOWN_CONNECTION_ID:
                 return f"GetSupportedActorTypes for a GUID never saved answered {UNKNOWN_CONNECTION_ID}"
+            if exc.transient:
+                raise Failed(f"GetSupportedActorTypes for a GUID never saved failed: {_error_text(exc)}; it must "
+                             f"answer ErrorCode {UNKNOWN_CONNECTION_ID}") from None
             raise Failed(f"GetSupportedActorTypes for a GUID never saved answered ErrorCode "
                          f"{exc.error_code or '(empty)'}, not {UNKNOWN_CONNECTION_ID}: the portal would not know "
                          "to re-send the configuration") from None
@@ -901,14 +912,25 @@ class ConformanceKit:
         known = st.actors[0]["ErpKey"]
         unknown = self.unknown_key(t)
         requested = st.field_keys[:2]
-        reply = self.call("GetActors", {"ConnectionGuid": self.guid, "ActorType": t, "ErpKeys": [known, unknown],
-                                        "FieldKeys": requested})
+        body = {"ConnectionGuid": self.guid, "ActorType": t, "ErpKeys": [known, unknown], "FieldKeys": requested}
+        try:
+            reply = self.call("GetActors", body)
+        except ConnectorError as exc:
+            if exc.error_code != NOT_FOUND:
+                raise
+            # The contract lets a connector answer NOT_FOUND for an unknown key; leaving the key out is better.
+            self.warn(f"[{known}, {unknown}] answered {NOT_FOUND} (accepted: the key is unknown) instead of leaving "
+                      f"out the unknown key, so the known actor asked for in the same call was not returned either: "
+                      "better leave unknown keys out")
+            body["ErpKeys"] = [known]
+            reply = self.call("GetActors", body)
+            unknown = ""
         actors = self.actors_of(reply)
         problems = [p for a in actors for p in self.actor_problems(a, t)]
         if problems:
             raise Failed(_listing(problems))
         keys = [a.get("ErpKey") for a in actors]
-        if unknown in keys:
+        if unknown and unknown in keys:
             raise Failed(f"returned an actor for the unknown key {unknown!r}: GetActors must leave out keys it does "
                          "not know (a left-out key tells the portal the actor no longer exists)")
         extra = [k for k in keys if k != known]
@@ -925,7 +947,8 @@ class ConformanceKit:
         extras = sorted(set(values) - set(requested))
         if extras:
             self.note(f"also sent fields not asked for (ignored by the portal): {', '.join(extras[:MAX_LISTED])}")
-        return f"[{known}, {unknown}] → only {known}, with FieldKeys {', '.join(requested) or '(none)'}"
+        asked = f"[{known}, {unknown}] → only {known}" if unknown else f"[{known}] → {known}"
+        return f"{asked}, with FieldKeys {', '.join(requested) or '(none)'}"
 
     def check_blank_search(self, t: str) -> str:
         st = self.state(t)
@@ -1216,13 +1239,16 @@ class ConformanceKit:
             raise Failed(f"the answer's Actors does not hold the saved {t} {key}")
         stored = mine[0]
         kind, new_key = self.stamp(stored, t)
-        if new_key <= old_key:
-            raise Failed(f"LastModified did not increase: {old} before, {stored['LastModified']} after the save")
+        if new_key < old_key:
+            raise Failed(f"LastModified went back: {old} before, {stored['LastModified']} after the save")
         best = before.get(kind)
         if best is not None and new_key < best[0]:
             raise Failed(f"after the save, {t} {key} has LastModified {stored['LastModified']}, earlier than "
                          f"{best[1]}: LastModified must be global and never decrease"
                          + (" (this looks like a per-record version counter)" if kind == "int" else ""))
+        if new_key == old_key:  # legal while the connector's clock has not moved since the create
+            self.note("a repeated LastModified is legal while the connector's clock has not moved (e.g. one-second "
+                      "resolution); 'GetActorsByTimestamp paging under writes' re-saves an older actor")
         self.see(stored, t)
         field_key = marker["FieldKey"]
         if (stored.get("FieldValues") or {}).get(field_key, new_value) != new_value:
@@ -1236,7 +1262,167 @@ class ConformanceKit:
         feed = self.actors_of(self.by_timestamp(t, old, [field_key]))
         if key not in {a.get("ErpKey") for a in feed}:
             raise Failed(f"GetActorsByTimestamp(UpdatedOnOrAfter={old}) does not list {t} {key} after the save")
-        return f"{field_key} changed; LastModified {old} → {stored['LastModified']}; the change feed lists it"
+        moved = f"{old} → {stored['LastModified']}" if new_key != old_key else f"stayed {old}"
+        return f"{field_key} changed; LastModified {moved}; the change feed lists it"
+
+    def result_of(self, name: str) -> CheckResult | None:
+        return next((r for r in reversed(self.results) if r.name == name), None)
+
+    def check_paging_under_writes(self, t: str) -> str:
+        """Page the feed with a small Limit and re-save an actor of page 1 before page 2: does every actor that was
+        in the feed before the write still come? Keyset paging: yes. Offset paging (legal): the re-saved actor moves
+        to the end and the rest shift, so one is skipped. Information only; the portal reads the whole feed before
+        writing. A re-save whose LastModified stays behind stamps handed out before (a change the feed would never
+        list) FAILs."""
+        st = self.state(t)
+        if st.actors is None or st.kind is None or st.fields is None:
+            raise Skipped("needs GetActorsByTimestamp (all) and a valid LastModified format")
+        paging = self.result_of(f"{t}: GetActorsByTimestamp paging")
+        if paging is not None and paging.status == FAIL:
+            raise Skipped("needs GetActorsByTimestamp paging")
+        if paging is not None and paging.status == SKIP and paging.reason.startswith("(ext) not offered"):
+            raise Skipped(f"the connector does not page GetActorsByTimestamp ({paging.reason})")
+        saving = self.result_of(f"{t}: SaveActors")
+        if saving is not None and saving.status == FAIL:
+            raise Skipped("needs SaveActors")
+        field_meta = self.marker_field(st) or next((f for f in st.fields if self.writable(f)), None)
+        if field_meta is None:
+            raise Skipped(f"{t} has no writable field (read-only type): nothing to re-save")
+        known = {a.get("ErpKey"): a for a in st.actors}
+        if st.created is not None:
+            known[st.created.get("ErpKey")] = st.created
+        if len(known) < 3:
+            raise Skipped(f"needs at least 3 {t} actors (there are {len(known)})")
+        self.require_connection()
+        ordered = sorted(known.values(), key=lambda a: self.stamp(a, t)[1])
+        since = ordered[-FEED_WINDOW]["LastModified"] if len(ordered) > FEED_WINDOW else ""
+        field_key = field_meta["FieldKey"]
+        keys = [field_key]
+        before = list(dict.fromkeys(a.get("ErpKey") for a in self.actors_of(self.by_timestamp(t, since, keys))))
+        if len(before) < 3:
+            raise Skipped(f"needs at least 3 {t} actors in the feed (UpdatedOnOrAfter={since or '(all)'} lists "
+                          f"{len(before)})")
+        limit = WRITE_PAGE_LIMIT if len(before) <= 20 * WRITE_PAGE_LIMIT else math.ceil(len(before) / 20)
+        reply = self.by_timestamp(t, since, keys, Limit=limit)
+        page = self.actors_of(reply)
+        cursor = reply.get("NextCursor")
+        if cursor is None:
+            if len(page) > limit:
+                raise Skipped(f"(ext) not offered: Limit={limit} was ignored")
+            raise Skipped(f"(ext) not offered: no NextCursor with Limit={limit}")
+        if not page:
+            raise Failed(f"with Limit={limit} page 1 is empty but has a NextCursor")
+        target = page[0]
+        seen = [a.get("ErpKey") for a in page]
+        restore = self.resave(t, target["ErpKey"], field_meta)
+        pages = 1
+        try:
+            while cursor is not None:
+                if not isinstance(cursor, str):
+                    raise Failed(f"NextCursor is {_json_type(cursor)}, not a string or null")
+                if pages > len(before) + 5:
+                    raise Failed(f"still answering a NextCursor after {pages} pages of Limit={limit} for "
+                                 f"{len(before)} actors")
+                reply = self.by_timestamp(t, since, keys, Limit=limit, Cursor=cursor)
+                seen += [a.get("ErpKey") for a in self.actors_of(reply)]
+                cursor = reply.get("NextCursor")
+                pages += 1
+        finally:
+            if restore is not None:
+                restore()
+        skipped = [k for k in before if k not in seen]
+        where = (f"re-saved {t} {target['ErpKey']} between page 1 and 2 of Limit={limit} from "
+                 f"UpdatedOnOrAfter={since or '(all)'}")
+        if seen.count(target["ErpKey"]) > 1:
+            self.note("the re-saved actor came again on a later page (it has a new LastModified)")
+        if not skipped:
+            return (f"feed is stable under writes between pages (keyset-like): {where}; all {len(before)} actors "
+                    f"came in {pages} pages")
+        return (f"feed shifts under writes between pages (offset-like paging): {where}; {len(skipped)} of "
+                f"{len(before)} actors skipped ({', '.join(map(str, skipped[:MAX_LISTED]))}) — the portal copes "
+                "(it reads the whole feed before writing), but other clients may not")
+
+    def resave(self, t: str, key: str, field_meta: dict) -> Callable[[], None] | None:
+        """SaveActors for ``key`` with its current value of ``field_meta`` (no change). When that writes nothing
+        (LastModified unchanged: a connector may skip a save that changes nothing), a harmless change to the Text
+        field instead. Returns the function that restores the value (None when nothing was changed)."""
+        field_key = field_meta["FieldKey"]
+        current = self.actors_of(self.call("GetActors", {"ConnectionGuid": self.guid, "ActorType": t,
+                                                         "ErpKeys": [key], "FieldKeys": [field_key]}))
+        read = next((a for a in current if a.get("ErpKey") == key), None)
+        if read is None:
+            raise Skipped(f"{t} {key} is gone (GetActors no longer finds it)")
+        known_value = field_key in (read.get("FieldValues") or {})  # left out: the kit cannot know (nor restore) it
+        original = (read.get("FieldValues") or {}).get(field_key)
+        read_stamp = self.stamp(read, t)[1]
+
+        def save(last_modified: str, value: Any) -> tuple[dict, str]:
+            """(the actor as stored, a contract problem with its LastModified or "")."""
+            actor = {"ActorType": t, "ErpKey": key, "LastModified": last_modified,
+                     "ParentActorType": read.get("ParentActorType") or "",
+                     "ParentErpKey": read.get("ParentErpKey") or "",
+                     "FieldValues": {field_key: value} if known_value else {}}
+            best = dict(self.max_seen)
+            answer = self.actors_of(self.call("SaveActors", {"ConnectionGuid": self.guid, "Actors": [actor]}))
+            stored = next((a for a in answer if a.get("ErpKey") == key), None)
+            if stored is None:
+                return {**actor, "LastModified": last_modified}, f"the SaveActors answer does not hold {t} {key}"
+            kind, stamp = self.stamp(stored, t)
+            self.see(stored, t)
+            if stamp < self.stamp(actor, t)[1]:
+                return stored, (f"re-saving {t} {key}: LastModified went back from {last_modified} to "
+                                f"{stored['LastModified']}")
+            newest = best.get(kind)
+            if newest is not None and stamp < newest[0] and (stamp != read_stamp or value != original):
+                return stored, (f"SaveActors {'changed' if value != original else 're-saved'} {field_key} of {t} "
+                                f"{key}, but its LastModified is {stored['LastModified']}, older than {newest[1]}: the "
+                                "change feed would never list this write (LastModified must be global and never "
+                                "decrease)")
+            return stored, ""
+
+        stored, problem = save(read["LastModified"], original)
+        if problem:
+            raise Failed(problem)
+        if self.stamp(stored, t)[1] > read_stamp:
+            self.note(f"{field_key} re-saved unchanged: LastModified {read['LastModified']} → "
+                      f"{stored['LastModified']}")
+            return None
+        if field_meta["FieldType"] != "Text":
+            raise Skipped(f"re-saving {t} {key} unchanged left its LastModified at {read['LastModified']}, and {t} "
+                          "has no writable Text field for a harmless change")
+        if not known_value:
+            raise Skipped(f"re-saving {t} {key} unchanged left its LastModified at {read['LastModified']}, and GetActors "
+                          f"left out its {field_key}, so a change could not be undone")
+        changed, problem = save(stored["LastModified"], self.sample_value(field_meta, uuid.uuid4().hex[:6] + "w"))
+        if problem:
+            self.restore_value(t, key, read, field_key, original, changed)
+            raise Failed(problem)
+        if self.stamp(changed, t)[1] == read_stamp:  # legal (a clock at rest), but then nothing moved in the feed
+            self.restore_value(t, key, read, field_key, original, changed)
+            raise Skipped(f"cannot tell: changing {field_key} of {t} {key} left its LastModified at "
+                          f"{read['LastModified']} (a repeated value: the connector's clock has not moved), so it kept "
+                          "its place in the feed; the change was undone")
+        self.note(f"re-saving {field_key} unchanged left LastModified as it was, so {field_key} was changed (and "
+                  "restored after the read)")
+        return lambda: self.restore_value(t, key, read, field_key, original, changed)
+
+    def restore_value(self, t: str, key: str, read: dict, field_key: str, original: Any, changed: dict) -> None:
+        """Put ``original`` back into ``field_key`` of the actor (``changed``: the actor as the change left it)."""
+        actor = {"ActorType": t, "ErpKey": key, "LastModified": changed["LastModified"],
+                 "ParentActorType": read.get("ParentActorType") or "", "ParentErpKey": read.get("ParentErpKey") or "",
+                 "FieldValues": {field_key: original}}
+        try:
+            answer = self.actors_of(self.call("SaveActors", {"ConnectionGuid": self.guid, "Actors": [actor]}))
+        except ConnectorError as exc:
+            raise Failed(f"could not restore {field_key} of {t} {key} to {_short(original)}: {_error_text(exc)} — "
+                         "restore it by hand") from None
+        stored = next((a for a in answer if a.get("ErpKey") == key), None)
+        value = (stored.get("FieldValues") or {}).get(field_key, original) if stored else original
+        if value != original:
+            raise Failed(f"restoring {field_key} of {t} {key} stored {_short(value)}, not {_short(original)} — "
+                         "restore it by hand")
+        if stored is not None:
+            self.see(stored, t)
 
 
 def run_checks(client: ConnectorClient, config: Mapping | None = None, *, actor_types: Iterable[str] | None = None,
@@ -1245,7 +1431,8 @@ def run_checks(client: ConnectorClient, config: Mapping | None = None, *, actor_
 
     ``config`` is the ConnectionInfo to test with (text values are converted to their field types, and fields
     left out get their DefaultValue, as the portal's form does). ``actor_types`` limits the per-type checks;
-    ``write=False`` leaves out CreateActor/SaveActors. A fresh ConnectionGuid is saved and deleted again.
+    ``write=False`` leaves out the write checks (CreateActor, SaveActors, paging under writes). A fresh
+    ConnectionGuid is saved and deleted again.
     """
     return ConformanceKit(client, config, actor_types=actor_types, write=write).run()
 
@@ -1291,7 +1478,7 @@ def _parse_config(items: Sequence[str]) -> dict[str, str]:
               help="Bearer token for the connector (or set PORTAL_CONNECTOR_CHECK_TOKEN).")
 @click.option("--actor-type", "actor_types", multiple=True, type=click.Choice(ACTOR_TYPES),
               help="Check only this actor type (repeatable); default: every supported type.")
-@click.option("--no-write", is_flag=True, help="Leave out CreateActor/SaveActors (they add records to the ERP).")
+@click.option("--no-write", is_flag=True, help="Leave out the write checks (they add records to the ERP).")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for each answer (default: the portal's).")
 def check_command(url: str, config_items: tuple[str, ...], token: str | None, actor_types: tuple[str, ...],
                   no_write: bool, timeout: float | None) -> None:

@@ -7,7 +7,7 @@ Each broken variant is a small subclass of ``FakeConnectorService`` served by it
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -27,7 +27,8 @@ from portal.connectors.conformance import (
     value_problem,
 )
 from portal.connectors.protocol import ok_response
-from tests.fakes.connector_app import FakeConnector, FakeConnectorService, format_stamp, parse_stamp
+from portal.connectors.service import ProtocolError
+from tests.fakes.connector_app import FakeClock, FakeConnector, FakeConnectorService, format_stamp, parse_stamp
 
 INFO = {"Company": "ACME", "ApiKey": "k3y"}
 TYPES = ("Customer", "Supplier", "Person", "Project")
@@ -201,6 +202,58 @@ class SaveKeepsLastModified(FakeConnectorService):
         return answer
 
 
+class OffsetPaging(FakeConnectorService):
+    """GetActorsByTimestamp pages by OFFSET (legal): NextCursor is an index into the feed as it is at each call, so
+    an actor written between two pages moves to the end and the rest shift one place forward."""
+
+    def GetActorsByTimestamp(self, body: dict) -> dict:
+        limit, cursor = body.get("Limit"), body.get("Cursor")
+        answer = super().GetActorsByTimestamp({k: v for k, v in body.items() if k not in ("Limit", "Cursor")})
+        if not limit:
+            return answer
+        start, feed = int(cursor or 0), answer["Actors"]
+        answer["Actors"] = feed[start:start + limit]
+        answer["NextCursor"] = str(start + limit) if start + limit < len(feed) else None
+        return answer
+
+
+class SkipsUnchangedSaves(OffsetPaging):
+    """SaveActors writes nothing (LastModified stays) when no value changes, as an ERP that compares first does."""
+
+    def SaveActors(self, body: dict) -> dict:
+        unchanged = []
+        for actor in body.get("Actors") or []:
+            stored = self.actors.get(actor.get("ActorType"), {}).get(actor.get("ErpKey"))
+            values = actor.get("FieldValues") or {}
+            if stored is not None and all(stored["FieldValues"].get(k) == v for k, v in values.items()):
+                unchanged.append(stored)
+        if unchanged and len(unchanged) == len(body.get("Actors") or []):
+            self._guid(body)
+            return ok_response(Actors=[self._present(a, []) for a in unchanged])
+        return super().SaveActors(body)
+
+
+class NotFoundForUnknownKeys(FakeConnectorService):
+    """GetActors answers the error NOT_FOUND when a key is unknown (accepted) instead of leaving the key out."""
+
+    def GetActors(self, body: dict) -> dict:
+        stored = self.actors.get(body.get("ActorType"), {})
+        missing = [k for k in body.get("ErpKeys") or [] if k not in stored]
+        if missing:
+            raise ProtocolError(f"No such record: {', '.join(missing)}.", error_code="NOT_FOUND")
+        return super().GetActors(body)
+
+
+class SecondClock(FakeClock):
+    """One-second resolution and a clock at rest: every write of a test run gets the same LastModified."""
+
+    def __init__(self):
+        super().__init__(start=datetime(2026, 1, 1, 8, 0, 0), step=timedelta(microseconds=1))
+
+    def tick(self) -> str:
+        return super().tick()[:19] + "Z"
+
+
 class ParentIgnored(FakeConnectorService):
     """SearchActorByParent lists every person, whatever the parent."""
 
@@ -230,8 +283,10 @@ def test_the_good_fake_passes_every_check():
         for name in ("GetSupportedActorTypeFields", "GetSearchableFields", "GetActorsByTimestamp (all)",
                      "LastModified format", "FieldValues types", "GetActorsByTimestamp inclusive",
                      "GetActorsByTimestamp paging", "GetActors", "SearchActors (blank)", "SearchActorsAdvanced",
-                     "CreateActor", "CreateActor idempotent", "SaveActors"):
+                     "CreateActor", "CreateActor idempotent", "SaveActors", "GetActorsByTimestamp paging under writes"):
             assert by_name[f"{actor_type}: {name}"].status == PASS, (actor_type, name, format_table(results))
+        assert by_name[f"{actor_type}: GetActorsByTimestamp paging under writes"].reason.startswith(
+            "feed is stable under writes between pages (keyset-like): re-saved ")
     assert by_name["Person: SearchActorByParent"].status == PASS
     assert by_name["Person: GetList/GetListItems"].status == SKIP  # the fake's persons have no list field
     assert "ProjectStatus" in by_name["Project: GetList/GetListItems"].reason
@@ -252,7 +307,7 @@ def test_no_write_leaves_the_erp_alone():
     assert not has_failures(results), format_table(results)
     assert fake.service.created == []
     assert fake.calls_to("CreateActor") == fake.calls_to("SaveActors") == []
-    assert not any("CreateActor" in name or "SaveActors" in name for name in by_name)
+    assert not any("CreateActor" in name or "SaveActors" in name or "under writes" in name for name in by_name)
 
 
 def test_only_the_chosen_actor_types_are_checked():
@@ -403,6 +458,130 @@ def test_paging_is_optional():
     assert not has_failures(results)
 
 
+# --- paging under writes between pages (information, never a failure) ---------------------------------------
+
+
+def values_of(fake: FakeConnector) -> dict[tuple[str, str], dict]:
+    return {(t, a["ErpKey"]): a["FieldValues"] for t in TYPES for a in fake.service.all_actors(t)}
+
+
+def test_keyset_paging_is_stable_under_writes_between_pages():
+    seeded = {}
+    by_name, results, fake = check(prepare=lambda fake: seeded.update(values_of(fake)), actor_types=["Customer"])
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert result.status == PASS, format_table(results)
+    assert result.reason.startswith("feed is stable under writes between pages (keyset-like): re-saved Customer "
+                                    "C1001 between page 1 and 2 of Limit=2 from UpdatedOnOrAfter=(all); all 4 actors "
+                                    "came in 3 pages")
+    assert "name re-saved unchanged: LastModified " in result.reason
+    assert "the re-saved actor came again on a later page" in result.reason
+    names = [r.name for r in results]
+    assert names.index("Customer: GetActorsByTimestamp paging under writes") == names.index("Customer: SaveActors") + 1
+    # the re-save changed no value (the only change is the kit's own CK- record)
+    assert {k: v for k, v in values_of(fake).items() if k in seeded} == seeded
+    bodies = [b for b in fake.calls_to("SaveActors") if b["Actors"][0]["ErpKey"] == "C1001"]
+    assert [b["Actors"][0]["FieldValues"] for b in bodies] == [{"name": "Acme AS"}]
+    paged = [b for b in fake.calls_to("GetActorsByTimestamp") if b.get("Limit") == 2]
+    assert len(paged) == 3 and {b["UpdatedOnOrAfter"] for b in paged} == {""}
+
+
+def test_offset_paging_shifts_under_writes_and_is_reported_as_information():
+    by_name, results, fake = check(OffsetPaging())
+    assert not has_failures(results), format_table(results)
+    assert by_name["Customer: GetActorsByTimestamp paging"].status == PASS  # without writes offset paging is fine
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert result.status == PASS and result.passed
+    assert result.reason.startswith(
+        "feed shifts under writes between pages (offset-like paging): re-saved Customer C1001 between page 1 and 2 "
+        "of Limit=2 from UpdatedOnOrAfter=(all); 1 of 4 actors skipped (C1003) — the portal copes (it reads the whole "
+        "feed before writing), but other clients may not")
+    for actor_type in ("Supplier", "Person", "Project"):
+        reason = by_name[f"{actor_type}: GetActorsByTimestamp paging under writes"].reason
+        assert reason.startswith("feed shifts under writes between pages (offset-like paging)"), reason
+        assert "1 of 3 actors skipped" in reason
+    assert fake.get_actor("Customer", "C1001")["FieldValues"]["name"] == "Acme AS"
+
+
+def test_a_connector_that_skips_unchanged_saves_gets_a_change_that_is_undone():
+    seeded = {}
+    by_name, results, fake = check(SkipsUnchangedSaves(), prepare=lambda fake: seeded.update(values_of(fake)))
+    assert not has_failures(results), format_table(results)
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert result.status == PASS
+    assert "1 of 4 actors skipped (C1003)" in result.reason
+    assert "re-saving name unchanged left LastModified as it was, so name was changed (and restored after the read)" in result.reason
+    bodies = [b["Actors"][0] for b in fake.calls_to("SaveActors") if b["Actors"][0]["ErpKey"] == "C1001"]
+    assert [a["FieldValues"]["name"][:8] for a in bodies] == ["Acme AS", "CK-Name-", "Acme AS"]
+    assert bodies[2]["LastModified"] > bodies[1]["LastModified"]  # the restore sends the LastModified just read
+    assert {k: v for k, v in values_of(fake).items() if k in seeded} == seeded  # every value is back
+
+
+def test_a_clock_at_rest_repeats_last_modified_and_that_is_legal():
+    seeded = {}
+    by_name, results, fake = check(FakeConnectorService(clock=SecondClock()),
+                                   prepare=lambda fake: seeded.update(values_of(fake)))
+    assert not has_failures(results), format_table(results)
+    assert {a["LastModified"] for a in fake.service.all_actors("Customer")} == {"2026-01-01T08:00:00Z"}
+    saved = by_name["Customer: SaveActors"]
+    assert saved.status == PASS
+    assert saved.reason.startswith("name changed; LastModified stayed 2026-01-01T08:00:00Z; the change feed lists it")
+    # nothing moves in the feed when LastModified stays: the stability check cannot tell, and says so
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert result.status == SKIP
+    assert result.reason.startswith("cannot tell: changing name of Customer C1001 left its LastModified at "
+                                    "2026-01-01T08:00:00Z (a repeated value: the connector's clock has not moved)")
+    assert {k: v for k, v in values_of(fake).items() if k in seeded} == seeded
+
+
+def test_paging_under_writes_skips_politely():
+    class NoPaging(FakeConnectorService):
+        def GetActorsByTimestamp(self, body: dict) -> dict:
+            return super().GetActorsByTimestamp({k: v for k, v in body.items() if k != "Limit"})
+
+    class ReadOnlyCustomers(FakeConnectorService):
+        def GetSupportedActorTypeFields(self, body: dict) -> dict:
+            answer = super().GetSupportedActorTypeFields(body)
+            for meta in answer["FieldMetaDataObjects"]:
+                meta["Access"] = "ReadOnly"
+            return answer
+
+    def one_customer(fake):
+        for actor in fake.service.all_actors("Customer")[1:]:
+            fake.delete_actor("Customer", actor["ErpKey"])
+
+    by_name, results, fake = check(NoPaging(), actor_types=["Customer"])
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert result.status == SKIP
+    assert result.reason.startswith("the connector does not page GetActorsByTimestamp ((ext) not offered")
+    by_name, results, fake = check(prepare=one_customer, actor_types=["Customer"])
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert (result.status, result.reason) == (SKIP, "needs at least 3 Customer actors (there are 2)")
+    by_name, results, fake = check(ReadOnlyCustomers(), actor_types=["Customer"])
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
+    assert (result.status, result.reason) == (SKIP, "Customer has no writable field (read-only type): nothing to re-save")
+    assert all(len(body["Actors"]) == 0 or body["Actors"][0]["ErpKey"] != "C1001"
+               for body in fake.calls_to("SaveActors"))
+
+
+def test_not_found_for_an_unknown_key_is_accepted():
+    by_name, results, _ = check(NotFoundForUnknownKeys(), write=False)
+    result = by_name["Customer: GetActors"]
+    assert result.status == WARN and result.passed
+    assert result.reason.startswith("[C1001] → C1001, with FieldKeys name, orgnr")
+    assert "answered NOT_FOUND (accepted: the key is unknown) instead of leaving out the unknown key" in result.reason
+    assert not has_failures(results)
+
+
+def test_a_transient_error_is_named_as_such():
+    by_name, results, _ = check(prepare=lambda fake: fake.fail_next(1, status=503, method="GetSupportedActorTypes"),
+                                write=False)
+    result = by_name["Unknown ConnectionGuid"]
+    assert result.status == FAIL
+    assert "[HTTP_503]" in result.reason
+    assert "a transient error: the portal retries it with backoff; run the kit again" in result.reason
+    assert "the portal would not know to re-send" not in result.reason
+
+
 def test_every_answer_needs_the_response_members():
     by_name, results, _ = check(LeanEnvelope(), write=False)
     result = by_name["Response members"]
@@ -438,11 +617,18 @@ def test_last_modified_must_be_utc():
     assert "is not marked as UTC (it must end in Z or +00:00)" in result.reason
 
 
-def test_save_actors_must_advance_last_modified():
-    by_name, results, _ = check(SaveKeepsLastModified())
-    result = by_name["Customer: SaveActors"]
+def test_save_actors_must_not_leave_last_modified_behind():
+    by_name, results, fake = check(SaveKeepsLastModified())
+    # Saving the actor just created: an equal LastModified is legal (the connector's clock may not have moved) …
+    saved = by_name["Customer: SaveActors"]
+    assert saved.status == PASS and "name changed; LastModified stayed " in saved.reason
+    assert "a repeated LastModified is legal while the connector's clock has not moved" in saved.reason
+    # … but re-saving an older actor whose LastModified then stays behind newer stamps is not
+    result = by_name["Customer: GetActorsByTimestamp paging under writes"]
     assert result.status == FAIL
-    assert result.reason.startswith("LastModified did not increase:")
+    assert result.reason.startswith("SaveActors changed name of Customer C1001, but its LastModified is ")
+    assert "the change feed would never list this write" in result.reason
+    assert fake.get_actor("Customer", "C1001")["FieldValues"]["name"] == "Acme AS"  # the change was undone
 
 
 def test_search_by_parent_must_keep_to_the_parent():
