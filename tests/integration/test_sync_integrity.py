@@ -312,3 +312,28 @@ def test_a_per_entry_error_of_save_actors_fails_only_that_record_and_keeps_its_e
     s.run(cid)
     assert fake.get_actor("Customer", refused_key)["FieldValues"]["phone"] == "crm-1"
     assert s.company(linked[1][0]).phone == "crm-1"
+
+
+def test_get_actors_answered_not_found_for_one_deleted_key_breaks_only_that_link(ctx, fake, monkeypatch):
+    """The contract's NOT_FOUND: a connector may refuse a whole GetActors for one unknown key."""
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="100") for n in range(4)]
+    for n, (company_id, _key, _link) in enumerate(linked):
+        s.edit_company(company_id, phone=f"crm-{n}")
+    fake.delete_actor("Customer", linked[2][1])
+    original = fake.service.GetActors
+
+    def strict(body: dict) -> dict:
+        unknown = [key for key in body["ErpKeys"] if fake.get_actor("Customer", key) is None]
+        if unknown:
+            return {"IsOk": False, "State": "Error", "UserExplanation": f"No such customer: {unknown[0]}",
+                    "TechExplanation": "", "ErrorCode": "NOT_FOUND"}
+        return original(body)
+
+    monkeypatch.setattr(fake.service, "GetActors", strict)
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.PARTIAL, outcome.message
+    assert outcome.counts.get("broken") == 1
+    assert s.get_link(linked[2][2]).status == "broken"
+    assert [fake.get_actor("Customer", key)["FieldValues"]["phone"] for n, (_c, key, _l) in enumerate(linked)
+            if n != 2] == ["crm-0", "crm-1", "crm-3"]

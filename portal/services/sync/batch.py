@@ -7,7 +7,7 @@ from portal.models import LinkStatus
 from portal.services.sync import erp_write, parents, record_merge
 from portal.services.sync.apply import apply_batch
 from portal.services.sync.bulk import core_connection
-from portal.services.sync.context import IN_CHUNK, GcPaused, RunContext, chunks
+from portal.services.sync.context import IN_CHUNK, GcPaused, RunContext, chunks, read_actors
 from portal.services.sync.plan import BatchItem, TypePlan
 
 
@@ -21,7 +21,7 @@ def process_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode:
 def _run_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: str, cursor: str | None) -> None:
     need = [it for it in items if it.actor is None]
     if need:
-        actors = ctx.call(ctx.client.get_actors, ctx.guid, plan.actor_type, [it.erp_key for it in need], plan.keys)
+        actors = read_actors(ctx, plan.actor_type, [it.erp_key for it in need], plan.keys)
         found = {a.get("ErpKey"): a for a in actors if isinstance(a, dict)}
         for it in need:
             it.actor = found.get(it.erp_key)

@@ -239,6 +239,23 @@ class RunContext:
                     self.warnings.append(text)
 
 
+def read_actors(ctx: RunContext, actor_type: str, keys: list[str], field_keys: list[str]) -> list[dict]:
+    """``GetActors`` of ``keys``. A connector may answer the whole call ``NOT_FOUND`` when one key is unknown (the
+    actor was deleted) instead of leaving that key out: the keys are then asked in halves, so the ones that exist
+    are still read and the deleted ones come back missing (a broken link), not as a failed run."""
+    try:
+        return ctx.call(ctx.client.get_actors, ctx.guid, actor_type, keys, field_keys, record_level=True)
+    except RecordLevel as exc:
+        if (exc.error.error_code or "") not in GONE_CODES:
+            raise run_failed(exc.error) from exc
+        if len(keys) == 1:
+            return []
+        ctx.count("not_found_isolations")
+        middle = len(keys) // 2
+        return (read_actors(ctx, actor_type, keys[:middle], field_keys)
+                + read_actors(ctx, actor_type, keys[middle:], field_keys))
+
+
 def make_run_client(connection: Connection) -> ConnectorClient:
     """A client whose UNKNOWN_CONNECTION_ID re-send uses the config read now (no database access mid-call)."""
     from portal.services.connections import full_config

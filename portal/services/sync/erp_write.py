@@ -6,7 +6,7 @@ import logging
 
 from portal.connectors.client import ConnectorError
 from portal.services.sync import journal, parents, record_merge
-from portal.services.sync.context import GONE_CODES, STALE_WRITE_CODE, RecordLevel, RunContext
+from portal.services.sync.context import GONE_CODES, STALE_WRITE_CODE, RecordLevel, RunContext, read_actors
 from portal.services.sync.merge import merge
 from portal.services.sync.plan import BatchItem, TypePlan, erp_values, to_crm_values
 from portal.services.sync.record_merge import merge_mode
@@ -53,7 +53,7 @@ def _save_one(ctx: RunContext, plan: TypePlan, it: BatchItem, mode: str) -> None
 
 
 def _reread(ctx: RunContext, plan: TypePlan, it: BatchItem) -> bool:
-    actors = ctx.call(ctx.client.get_actors, ctx.guid, plan.actor_type, [it.erp_key], plan.keys)
+    actors = read_actors(ctx, plan.actor_type, [it.erp_key], plan.keys)
     fresh = next((a for a in actors if isinstance(a, dict) and a.get("ErpKey") == it.erp_key), None)
     if fresh is None:
         it.outcome = "broken"
