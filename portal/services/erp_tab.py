@@ -10,8 +10,9 @@ session is committed (that ends the read transaction SQLite/PostgreSQL opened fo
 is pending at that point), and the writes that follow a successful call happen in one short transaction:
 
 * connect: rules checked (read) → ``GetActors`` → ``SaveActors`` with the chosen values → one transaction that
-  writes the CRM record, stores the link (its base = the values both sides now agree on) and the audit row. If
-  that transaction fails, the ERP holds the agreed values, which is harmless;
+  writes the CRM record, stores the link (its base = the values both sides now agree on, see ``link_base`` for the
+  fields left as they are) and the audit row. If that transaction fails, the ERP holds the agreed values, which is
+  harmless. A value one side holds and the other cannot hold is never written over, by a blank or otherwise;
 * create: rules checked → ``CreateActor`` carrying an idempotency key derived from (connection GUID, CRM type,
   CRM id, the dialog's nonce), so a repeated click returns the actor created the first time → one transaction
   for the CRM write-back, the link and the audit row. A second submit that finds the link answers it;
@@ -733,6 +734,10 @@ class CompareRow:
     erp_value: object
     crm_blocked: str = ""  # why the CRM value cannot be chosen ('' = it can)
     erp_blocked: str = ""
+    # Why the field is left as it is on both sides ('' = the user picks a value): one side holds a value the other
+    # side cannot hold (a list item without a list mapping, too long, the wrong type). Such a row offers no choice,
+    # so neither a blank nor any other value is ever written over that value by Connect.
+    kept: str = ""
 
     @property
     def name(self) -> str:
@@ -760,10 +765,76 @@ class Comparison:
     crm_stamp: str
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def choices(self) -> list[CompareRow]:
+        """The rows the user picks a value for (the others are left as they are on both sides)."""
+        return [row for row in self.rows if not row.kept]
+
+
+SHOWN_LENGTH = 60  # characters of a value quoted in an explanation
+
+
+def _shown(text: str) -> str:
+    text = text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH - 1] + "…"
+    return f"“{text}”"
+
+
+@dataclass(frozen=True)
+class Unmappable:
+    """Why one field's CRM value cannot be held by the ERP and why its ERP value cannot be held by the CRM
+    ('' = it can), whatever the sync directions: a list item without a list mapping, a value too long for the
+    other side or of a type it cannot take. A blank is never unmappable."""
+
+    crm: str = ""
+    erp: str = ""
+    crm_list: bool = False  # the CRM value is a list item without a list mapping
+    erp_list: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.crm or self.erp)
+
+
+def _unmappable(f: MappedField, crm_value: object, crm_error: str | None, erp_value: object,
+                erp_error: str | None) -> Unmappable:
+    """``crm_value``/``erp_value`` as crm_side/erp_side gave them, ``crm_error``/``erp_error`` what they said."""
+    crm_bad = crm_error or ""
+    if not crm_bad and not is_blank(crm_value):
+        crm_bad = check_erp_values({f.erp_key: crm_value}, [f]).get(f.erp_key, "")
+    erp_bad = erp_error or ""
+    if not erp_bad and not is_blank(erp_value):
+        _converted, problems = to_crm_values({f.erp_key: erp_value}, [f])
+        erp_bad = problems.get(f.erp_key, "")
+    return Unmappable(crm_bad, erp_bad, bool(crm_bad) and f.crm_type == CrmFieldType.LIST,
+                      bool(erp_bad) and not erp_error and f.erp_type == FieldType.LIST)
+
+
+def _why_unmappable(label: str, shown: str, reason: str, *, listed: bool, target: str) -> str:
+    """One side's value the other side (``target``) cannot hold, in a sentence."""
+    if listed:
+        return f"{label} {_shown(shown)} has no list mapping"
+    return f"{label} {_shown(shown)} cannot be stored in {target} ({reason})"
+
+
+def _why_kept(label: str, crm_text: str, erp_text: str, bad: Unmappable) -> str:
+    """The explanation of a field Connect leaves as it is on both sides."""
+    if bad.crm_list and bad.erp_list:
+        why = f"{label} {_shown(crm_text)} and {_shown(erp_text)} have no list mapping"
+    else:
+        parts = []
+        if bad.crm:
+            parts.append(_why_unmappable(label, crm_text, bad.crm, listed=bad.crm_list, target="the ERP"))
+        if bad.erp:
+            parts.append(_why_unmappable(label, erp_text, bad.erp, listed=bad.erp_list, target="the CRM"))
+        why = "; ".join(parts)
+    return f"{why}: left as it is on both sides"
+
 
 def _plan(record, config: ActorTypeConfig, actor: Mapping, texts: Mapping[str, Mapping[str, str]] | None = None,
           exclude: Iterable[str] = ()) -> tuple[list[CompareRow], list[tuple[str, str]], int]:
-    """Compare the record with the actor over the synced mapped fields (minus ``exclude``)."""
+    """Compare the record with the actor over the synced mapped fields (minus ``exclude``).
+
+    A differing field where either side holds a value the other side cannot hold (``_unmappable``) becomes a row
+    with ``kept`` set: it is left as it is on both sides, whatever the directions, and never offers a blank."""
     excluded = set(exclude)
     by_key = fields_by_key(config)
     fields = [f for f in mapped_fields(config, synced_only=True) if f.erp_key not in excluded]
@@ -794,14 +865,16 @@ def _plan(record, config: ActorTypeConfig, actor: Mapping, texts: Mapping[str, M
             if spec is not None and spec.required:
                 erp_blocked = f"the CRM needs a value for {f.crm_label}"
         erp_field = by_key.get(key)
-        if crm_blocked and erp_blocked:
+        bad = _unmappable(f, c, crm_errors.get(key) or too_long.get(key), e, erp_errors.get(key))
+        if crm_blocked and erp_blocked and not bad:
             unsyncable.append((label, f"{crm_blocked}; {erp_blocked}"))
             continue
+        crm_text = crm_value_text(record, f)
+        erp_text = display_value(erp_field, raw.get(key), (texts or {}).get(key))
         rows.append(CompareRow(
-            field_id=erp_field.id if erp_field is not None else 0, key=key, label=label,
-            crm_text=crm_value_text(record, f),
-            erp_text=display_value(erp_field, raw.get(key), (texts or {}).get(key)),
-            crm_value=c, erp_value=e, crm_blocked=crm_blocked, erp_blocked=erp_blocked))
+            field_id=erp_field.id if erp_field is not None else 0, key=key, label=label, crm_text=crm_text,
+            erp_text=erp_text, crm_value=c, erp_value=e, crm_blocked=crm_blocked, erp_blocked=erp_blocked,
+            kept=_why_kept(label, crm_text, erp_text, bad) if bad else ""))
     return rows, unsyncable, same
 
 
@@ -949,6 +1022,50 @@ def _agreed(record, config: ActorTypeConfig, erp_values: Mapping) -> dict:
             and same_value(crm_values.get(f.erp_key), erp_now.get(f.erp_key))}
 
 
+def link_base(record, config: ActorTypeConfig, erp_values: Mapping) -> dict:
+    """The base a new link starts from (Connect, Create in ERP): the agreed fields (``_agreed``) and, for a field
+    left as it is because one side holds a value the other cannot hold, the value of the *other* side.
+
+    The sync merge (portal/services/sync/merge.py) reads a field missing from the base as "never agreed": the
+    next sync would call the differing values a conflict and let the conflict rule pick a winner — a blank CRM
+    value winning (CRM on top of the sync priority) would blank the ERP's unmapped item after all. With the base
+    set to the side that can be carried over, the unmappable value reads as that side's pending change: the
+    engine tries to carry it over, reports that it cannot (an error of the record, the field keeping its base),
+    and never writes the other side's value over it — until someone edits that side (an edit flows as usual) or
+    the admin maps the item (then the value flows). When neither side can be carried over, the field stays
+    without a base ("never agreed"); the engine leaves it alone while the CRM value is unmappable.
+    """
+    base = _agreed(record, config, erp_values)
+    fields = [f for f in mapped_fields(config, synced_only=True) if f.erp_key not in base]
+    if not fields:
+        return base
+    crm_values, crm_errors = crm_side(record, fields, erp_now=erp_values)
+    erp_now, erp_errors = erp_side(erp_values, fields)
+    for f in fields:
+        key = f.erp_key
+        bad = _unmappable(f, crm_values.get(key), crm_errors.get(key), erp_now.get(key), erp_errors.get(key))
+        if bad.crm and not bad.erp:
+            base[key] = erp_now.get(key)
+        elif bad.erp and not bad.crm:
+            base[key] = crm_values.get(key)
+    return base
+
+
+def _crm_unmappable(record, fields: list[MappedField]) -> dict[str, str]:
+    """The fields (by ERP key) whose CRM value the ERP cannot hold, with the reason."""
+    values, errors = crm_side(record, fields)
+    errors.update({key: text for key, text in check_erp_values(values, fields).items() if key not in errors})
+    return errors
+
+
+def _keeping_unmappable(record, config: ActorTypeConfig, crm_values: Mapping) -> dict:
+    """``crm_values`` (CRM attribute -> value, from ask-user answers) without the fields whose CRM value the ERP
+    cannot hold: an answer for the ERP never replaces (or blanks) such a value in the CRM."""
+    fields = [f for f in mapped_fields(config, synced_only=True) if f.crm_key in crm_values]
+    kept = {f.crm_key for f in fields if f.erp_key in _crm_unmappable(record, fields)}
+    return {key: value for key, value in crm_values.items() if key not in kept}
+
+
 def _labels(config: ActorTypeConfig, keys: Iterable[str]) -> list[str]:
     by_key = fields_by_key(config)
     return [(by_key[k].display_name or k) if k in by_key else k for k in keys]
@@ -1009,6 +1126,8 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
         rows, _unsyncable, _same_count = _plan(record, config, actor, exclude=answers.keys())
         errors, to_erp, to_crm = {}, {}, {}
         for row in rows:
+            if row.kept:  # a value the other side cannot hold: left as it is on both sides, whatever was posted
+                continue
             pick = picks.get(row.key) or row.only
             if pick not in ("crm", "erp"):
                 errors[row.name] = f"Choose the value to keep for {row.label}."
@@ -1035,7 +1154,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
         if crm_problems:  # checked in _plan already; a safety net before anything is written
             raise InvalidInput("Some ERP values cannot be stored in the CRM.",
                                {f"pick_{fields_by_key(config)[k].id}": t for k, t in crm_problems.items()})
-        crm_values.update(ask_crm)
+        crm_values.update(_keeping_unmappable(record, config, ask_crm))
         final = dict(actor)
         if to_erp:
             payload = {"ActorType": actor_type, "ErpKey": erp_key, "LastModified": actor.get("LastModified") or "",
@@ -1060,7 +1179,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
         raise NotFound("The record was deleted meanwhile; nothing was linked.")
     changes = write_crm(record, crm_values)
     db.session.flush()
-    base = _agreed(record, config, final.get("FieldValues") or {})
+    base = link_base(record, config, final.get("FieldValues") or {})
     try:
         link = create_link(connection_id=connection_id, crm_type=crm_type, crm_id=record_id, actor=final, base=base,
                            crm_updated_at=record.updated_at, created_by_id=getattr(user, "id", None),
@@ -1095,10 +1214,17 @@ class NewActor:
     prefill: dict[str, object]
     ask: list[ErpField]
     lists: dict[str, dict[str, str]]
+    notes: list[str] = field(default_factory=list)  # CRM values left out of the new actor, and why
 
 
-def _new_values(record, config: ActorTypeConfig) -> tuple[dict, list[str]]:
-    """Admin defaults overlaid with the record's mapped CRM values (CRM → ERP fields); problems as sentences."""
+def _new_values(record, config: ActorTypeConfig, notes: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Admin defaults overlaid with the record's mapped CRM values (CRM → ERP fields); problems as sentences.
+
+    A CRM value the ERP cannot hold (a list item without a list mapping, too long, unconvertible) is left out of
+    the new actor — never sent as a blank — and the CRM keeps it; the sentence saying so is appended to ``notes``.
+    Only when the ERP needs a value for that field and nothing else supplies one (an admin default, an ask-user
+    answer) is it a problem that stops the create.
+    """
     values: dict = {}
     problems: list[str] = []
     for f in config.fields:
@@ -1113,8 +1239,24 @@ def _new_values(record, config: ActorTypeConfig) -> tuple[dict, list[str]]:
     crm_values, errors = crm_side(record, fields)
     errors.update(check_erp_values(crm_values, fields))
     by_key = {f.erp_key: f for f in fields}
+    erp_fields = fields_by_key(config)
+    asked = {f.field_key for f in ask_fields(config)}
     for key, text in errors.items():
-        problems.append(f"{by_key[key].crm_label}: {text}.")
+        f, erp_field = by_key[key], erp_fields.get(key)
+        label = f.erp_label or f.crm_label
+        why = _why_unmappable(label, crm_value_text(record, f), text, listed=f.crm_type == CrmFieldType.LIST,
+                              target="the ERP")
+        if key in asked:
+            outcome = f"the new {config.erp_actor_type} gets the value you enter below"
+        elif key in values:
+            outcome = f"the new {config.erp_actor_type} gets the default value instead"
+        elif erp_field is not None and (erp_field.mandatory or erp_field.connector_mandatory):
+            problems.append(f"{why}, and the ERP needs a value for {label}.")
+            continue
+        else:
+            outcome = f"left out of the new {config.erp_actor_type}"
+        if notes is not None:
+            notes.append(f"{why}: {outcome}; the CRM keeps it.")
     for key, value in crm_values.items():
         if key not in errors and value is not None:
             values[key] = value
@@ -1128,11 +1270,12 @@ def new_actor(section: Section, config: ActorTypeConfig, lists: dict[str, dict[s
     require_create(section)
     _parent_of(section)
     ask = ask_fields(config)
-    values, problems = _new_values(section.record, config)
+    notes: list[str] = []
+    values, problems = _new_values(section.record, config, notes)
     prefill = _ask_prefill(config, None, section.record)
     if lists is None:
         lists = get_lists(section.connection, ask)
-    return NewActor(values, problems, prefill, ask, lists)
+    return NewActor(values, problems, prefill, ask, lists, notes)
 
 
 def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mapping[str, object], *, user=None,
@@ -1175,17 +1318,20 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
     if record is None:
         raise NotFound(f"The record was deleted meanwhile; {actor_type} {erp_key} was created in the ERP but not "
                        "linked.")
-    # Values the ERP holds that the CRM does not (its own numbers, defaults, the answers) flow back where mapped.
+    # Values the ERP holds that the CRM does not (its own numbers, defaults, the answers) flow back where mapped —
+    # never over a CRM value the ERP could not take (left out of the new actor, so the CRM keeps it).
     back = [f for f in mapped_fields(config, synced_only=True) if f.to_crm]
     crm_now, _ = crm_side(record, back, erp_now=erp_values)
     erp_now, erp_errors = erp_side(erp_values, back)
+    kept = _crm_unmappable(record, back)
     incoming = {f.erp_key: erp_now[f.erp_key] for f in back
-                if f.erp_key not in erp_errors and not same_value(crm_now.get(f.erp_key), erp_now.get(f.erp_key))}
+                if f.erp_key not in erp_errors and f.erp_key not in kept
+                and not same_value(crm_now.get(f.erp_key), erp_now.get(f.erp_key))}
     crm_values, _skipped = to_crm_values(incoming, back)
-    crm_values.update(ask_crm)
+    crm_values.update(_keeping_unmappable(record, config, ask_crm))
     changes = write_crm(record, crm_values)
     db.session.flush()
-    base = _agreed(record, config, erp_values)
+    base = link_base(record, config, erp_values)
     try:
         link = create_link(connection_id=connection_id, crm_type=crm_type, crm_id=record_id, actor=created,
                            base=base, crm_updated_at=record.updated_at, created_by_id=getattr(user, "id", None),

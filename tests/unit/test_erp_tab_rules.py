@@ -276,8 +276,10 @@ def test_new_actor_values_are_defaults_overlaid_with_the_mapped_crm_values():
     values, problems = svc._new_values(Company(name="Acme", email=None, phone="1"), cfg)
     assert values == {"name": "Acme", "email": "none@x", "terms": "NET30"} and problems == []
     too_long = config([erp_field("name", fid=1, crm="name", max_length=2)])
-    _values, problems = svc._new_values(Company(name="Acme"), too_long)
-    assert problems == ["Name: Name can hold at most 2 characters in the ERP."]
+    notes = []  # a value the ERP cannot hold is left out of the new actor and said so, not refused or blanked
+    _values, problems = svc._new_values(Company(name="Acme"), too_long, notes)
+    assert problems == [] and notes == ["Name “Acme” cannot be stored in the ERP (Name can hold at most 2 characters "
+                                        "in the ERP): left out of the new Customer; the CRM keeps it."]
 
 
 # --------------------------------------------------------------------------------------------- display
