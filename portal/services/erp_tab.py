@@ -58,6 +58,7 @@ from portal.models import (
 )
 from portal.services import audit
 from portal.services.connectors import client_for
+from portal.services.crm_rules import check_crm_value, check_crm_values
 from portal.services.links import LinkError, check_free, create_link, holder_descriptions, link_for, mark_broken
 from portal.services.links import remove_link as _remove_link
 from portal.services.sync.fieldmap import (
@@ -794,16 +795,26 @@ class Unmappable:
         return bool(self.crm or self.erp)
 
 
+def _crm_refuses(crm_type: str, f: MappedField, erp_value: object) -> str:
+    """Why the CRM cannot hold the ERP's value in ``f`` — its conversion, or the CRM's own rules (crm_rules, the
+    same as the forms, the import and the sync); '' when it can."""
+    converted, problems = to_crm_values({f.erp_key: erp_value}, [f])
+    if f.erp_key in problems:
+        return problems[f.erp_key]
+    if f.crm_key not in converted:
+        return ""
+    return check_crm_value(crm_type, f.crm_key, converted[f.crm_key]) or ""
+
+
 def _unmappable(f: MappedField, crm_value: object, crm_error: str | None, erp_value: object,
-                erp_error: str | None) -> Unmappable:
+                erp_error: str | None, crm_type: str) -> Unmappable:
     """``crm_value``/``erp_value`` as crm_side/erp_side gave them, ``crm_error``/``erp_error`` what they said."""
     crm_bad = crm_error or ""
     if not crm_bad and not is_blank(crm_value):
         crm_bad = check_erp_values({f.erp_key: crm_value}, [f]).get(f.erp_key, "")
     erp_bad = erp_error or ""
     if not erp_bad and not is_blank(erp_value):
-        _converted, problems = to_crm_values({f.erp_key: erp_value}, [f])
-        erp_bad = problems.get(f.erp_key, "")
+        erp_bad = _crm_refuses(crm_type, f, erp_value)
     return Unmappable(crm_bad, erp_bad, bool(crm_bad) and f.crm_type == CrmFieldType.LIST,
                       bool(erp_bad) and not erp_error and f.erp_type == FieldType.LIST)
 
@@ -857,15 +868,14 @@ def _plan(record, config: ActorTypeConfig, actor: Mapping, texts: Mapping[str, M
         erp_blocked = erp_errors.get(key, "")
         if not erp_blocked and not f.to_crm:
             erp_blocked = f"only CRM → ERP is mapped for {label}"
-        if not erp_blocked:
-            _converted, problems = to_crm_values({key: e}, [f])
-            erp_blocked = problems.get(key, "")
+        if not erp_blocked and not is_blank(e):
+            erp_blocked = _crm_refuses(config.crm_type, f, e)
         if not erp_blocked and is_blank(e):
             spec = crm_field(config.crm_type, f.crm_key)
             if spec is not None and spec.required:
                 erp_blocked = f"the CRM needs a value for {f.crm_label}"
         erp_field = by_key.get(key)
-        bad = _unmappable(f, c, crm_errors.get(key) or too_long.get(key), e, erp_errors.get(key))
+        bad = _unmappable(f, c, crm_errors.get(key) or too_long.get(key), e, erp_errors.get(key), config.crm_type)
         if crm_blocked and erp_blocked and not bad:
             unsyncable.append((label, f"{crm_blocked}; {erp_blocked}"))
             continue
@@ -1043,7 +1053,8 @@ def link_base(record, config: ActorTypeConfig, erp_values: Mapping) -> dict:
     erp_now, erp_errors = erp_side(erp_values, fields)
     for f in fields:
         key = f.erp_key
-        bad = _unmappable(f, crm_values.get(key), crm_errors.get(key), erp_now.get(key), erp_errors.get(key))
+        bad = _unmappable(f, crm_values.get(key), crm_errors.get(key), erp_now.get(key), erp_errors.get(key),
+                          config.crm_type)
         if bad.crm and not bad.erp:
             base[key] = erp_now.get(key)
         elif bad.erp and not bad.crm:
@@ -1328,6 +1339,8 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
                 if f.erp_key not in erp_errors and f.erp_key not in kept
                 and not same_value(crm_now.get(f.erp_key), erp_now.get(f.erp_key))}
     crm_values, _skipped = to_crm_values(incoming, back)
+    for crm_key in check_crm_values(crm_type, crm_values, record=record):
+        crm_values.pop(crm_key)  # a value the CRM's own rules refuse is not stored (the CRM keeps its own)
     crm_values.update(_keeping_unmappable(record, config, ask_crm))
     changes = write_crm(record, crm_values)
     db.session.flush()

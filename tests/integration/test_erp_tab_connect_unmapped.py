@@ -262,3 +262,19 @@ def test_create_with_an_asked_mapped_field_never_blanks_the_crms_unmapped_item(a
                                 htmx=True)  # the country answer left blank
     assert response.status_code == 200, text(response)
     assert country_of(app, record_id) == "Germany"
+
+
+@BOTH
+def test_connect_leaves_an_erp_value_the_crm_refuses_as_it_is_and_says_so(app, user_client, conn, fake, htmx):
+    """The CRM's own rules (crm_rules) apply to Connect as to the forms, the import and the sync."""
+    record_id = company(app)  # e-mail post@acme.example
+    erp_key = customer(fake, email="post10@erp")
+    response = open_compare(user_client, record_id, conn, erp_key, htmx)
+    body = plain(response)
+    assert "post10@erp" in body and "not a valid e-mail address" in body and "left as it is on both sides" in body
+    response = post_connect(user_client, record_id, conn, form_of(text(response)), htmx)
+    assert response.status_code == 200, text(response)
+    with app.app_context():
+        assert db.session.get(Company, record_id).email == "post@acme.example"
+    assert fake.get_actor("Customer", erp_key)["FieldValues"]["email"] == "post10@erp"
+    assert all("email" not in values for values in saved_values(fake))

@@ -192,14 +192,14 @@ def test_compare_rows_are_the_differing_synced_fields_with_what_each_side_may_ta
         erp_field("fax", fid=6, crm="fax", to_crm=False, to_erp=False),  # mapped without direction: ignored
         erp_field("dept", fid=7, crm="department", max_length=3),  # the CRM value is too long for the ERP
     ])
-    record = Company(name="Acme", email="a@x", phone="1", vat_no="9", code="C1", fax="f", department="Sales")
-    actor = {"FieldValues": {"name": "Acme", "email": "b@x", "phone": "2", "orgnr": "8", "number": "C2",
+    record = Company(name="Acme", email="a@x.no", phone="1", vat_no="9", code="C1", fax="f", department="Sales")
+    actor = {"FieldValues": {"name": "Acme", "email": "b@x.no", "phone": "2", "orgnr": "8", "number": "C2",
                              "fax": "g", "dept": "HQ"}}
     rows, unsyncable, same = svc._plan(record, cfg, actor)
     by_key = {row.key: row for row in rows}
     assert same == 1 and unsyncable == [] and set(by_key) == {"email", "phone", "orgnr", "number", "dept"}
     assert by_key["email"].only is None and by_key["email"].name == "pick_2"
-    assert (by_key["email"].crm_value, by_key["email"].erp_value) == ("a@x", "b@x")
+    assert (by_key["email"].crm_value, by_key["email"].erp_value) == ("a@x.no", "b@x.no")
     assert by_key["phone"].only == "erp" and "only ERP → CRM" in by_key["phone"].crm_blocked
     assert by_key["orgnr"].only == "crm" and "only CRM → ERP" in by_key["orgnr"].erp_blocked
     assert by_key["number"].only == "erp" and "read-only in the ERP" in by_key["number"].crm_blocked
