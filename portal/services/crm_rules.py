@@ -143,7 +143,8 @@ def as_date(value) -> date | None:
     raise ValueError(value)
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
+    """Whether every database can store ``text`` (no NUL, no unpaired surrogate)."""
     if "\x00" in text:
         return False
     try:
@@ -156,7 +157,7 @@ def _storable(text: str) -> bool:
 def storable_text(text: str) -> str:
     """``text`` with what no database can store escaped (NUL as ``\\x00``, an unpaired surrogate as ``\\ud800``),
     for writing a refused value into a log."""
-    if _storable(text):
+    if storable(text):
         return text
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -226,7 +227,7 @@ def value_problem(crm_type: str, crm_key: str, value, *, current=MISSING,
     if spec.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT):
         if not isinstance(value, str):
             return problem(f"Enter {label.lower()} as text.", f"{_shown(value)} is not text")
-        if not _storable(value):
+        if not storable(value):
             return problem(f"{label} contains a character that cannot be stored.",
                            f"{_shown(value)} contains a character the CRM cannot store")
         if spec.max_length and len(value) > spec.max_length:

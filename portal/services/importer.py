@@ -74,7 +74,7 @@ from portal.models import (
 )
 from portal.services.connectors import client_for
 from portal.services.crm import Paging
-from portal.services.crm_rules import MISSING, ListItemInfo, storable_text, value_problem
+from portal.services.crm_rules import MISSING, ListItemInfo, storable, storable_text, value_problem
 from portal.services.sync import runs
 from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
 from portal.services.values import (
@@ -820,6 +820,8 @@ class Importer:
         for p in candidates:
             if is_blank(p.values.get(first)):
                 continue
+            if not all(storable(str(p.values.get(a) or "")) for a in attrs):
+                continue  # no stored record can hold it, and PostgreSQL refuses it even in a query
             probes[id(p)] = tuple(_norm(a, p.values.get(a)) for a in attrs)
         if not probes:
             return
