@@ -2,17 +2,32 @@
 
 Guards (style-and-reliability.md §4.3): never under tests, never when PORTAL_SCHEDULER=off, never in the
 debug reloader's parent, and never in a second process (a non-blocking file lock in instance/).
+
+Bulkheads (docs/sync-engine.md §2, "Scheduling"): a cycle of runs is one coordinating job (executor ``cycles``)
+that starts each run in its connection's **lane** — a job ``sync-connection-<id>`` (``max_instances=1``) on the
+``sync`` executor, a pool of ``SYNC_WORKERS`` threads — in sync-priority order, waits for them and then starts
+the hub follow-ups the same way. A connection whose lane is still busy is skipped (its run stays queued and is
+handed out again by the dispatcher), so one slow or hanging connection holds one thread, never the others.
 """
 
 from __future__ import annotations
 
 import atexit
 import fcntl
+import itertools
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_SHUTDOWN,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -21,11 +36,14 @@ from portal.services.sync import runs
 
 log = logging.getLogger(__name__)
 
-_state: dict = {"app": None, "scheduler": None, "lock": None}
+_state: dict = {"app": None, "scheduler": None, "lock": None, "lanes": None}
 
 DISPATCH_SECONDS = 15
 REAP_SECONDS = 60
 PRUNE_SECONDS = 6 * 3600
+SYNC_WORKERS = 4  # threads of the ``sync`` executor: connections that can sync side by side (config SYNC_WORKERS)
+LANE_PREFIX = "sync-connection-"
+_cycle_numbers = itertools.count(1)
 
 
 def current_app_for_jobs():
@@ -56,10 +74,84 @@ def _take_lock(instance_path: str):
     return handle
 
 
-def build_scheduler() -> BackgroundScheduler:
+def lanes() -> Lanes | None:
+    return _state.get("lanes")
+
+
+class Lanes:
+    """One lane per connection: ``submit(connection_id, function)`` runs ``function()`` in an app context as the
+    job ``sync-connection-<id>`` on the ``sync`` executor and returns a Future of its result — or None, without
+    submitting anything, while that connection's previous lane job has not finished (so APScheduler's
+    ``max_instances`` is never reached). The lane is released, and the Future resolved, from the scheduler's event
+    listener, i.e. after APScheduler counted the job instance as finished: a follow-up can be submitted to the same
+    lane as soon as the Future is done. A lane job that never started (the scheduler shut down, or APScheduler did
+    not run it) has its Future cancelled: the coordinator leaves that run queued, and never waits forever."""
+
+    def __init__(self, sched: BackgroundScheduler) -> None:
+        self._sched = sched
+        self._lock = threading.Lock()
+        self._busy: dict[int, Future] = {}
+        sched.add_listener(self._on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+                           | EVENT_JOB_MAX_INSTANCES)
+        sched.add_listener(self._on_shutdown, EVENT_SCHEDULER_SHUTDOWN)
+
+    def busy(self) -> set[int]:
+        with self._lock:
+            return set(self._busy)
+
+    def submit(self, connection_id: int, function) -> Future | None:
+        from jobs import tasks
+
+        connection_id = int(connection_id)
+        future: Future = Future()
+        with self._lock:
+            if connection_id in self._busy:
+                return None
+            self._busy[connection_id] = future
+        try:
+            self._sched.add_job(tasks.run_in_lane, args=[function, future], id=f"{LANE_PREFIX}{connection_id}",
+                                executor="sync", max_instances=1, coalesce=True, misfire_grace_time=None,
+                                replace_existing=True)
+        except BaseException:
+            with self._lock:
+                self._busy.pop(connection_id, None)
+            raise
+        return future
+
+    def _on_event(self, event) -> None:
+        job_id = str(getattr(event, "job_id", "") or "")
+        if not job_id.startswith(LANE_PREFIX):
+            return
+        with self._lock:
+            future = self._busy.pop(int(job_id[len(LANE_PREFIX):]), None)
+        if future is None or future.done():
+            return
+        if event.code == EVENT_JOB_EXECUTED:
+            future.set_result(event.retval)
+        elif event.code == EVENT_JOB_ERROR:
+            future.set_exception(getattr(event, "exception", None) or RuntimeError(f"the job {job_id} failed"))
+        elif not future.cancel():  # missed / max instances: it never ran
+            future.set_exception(RuntimeError(f"the job {job_id} did not run (event {event.code})"))
+
+    def _on_shutdown(self, _event) -> None:
+        """Lane jobs that have not started will not run: their runs stay queued (the next process hands them out)."""
+        with self._lock:
+            waiting = {cid: future for cid, future in self._busy.items() if future.cancel()}
+            for cid in waiting:
+                self._busy.pop(cid, None)
+
+
+def build_scheduler(workers: int | None = None) -> BackgroundScheduler:
+    """The scheduler and its executors; ``workers`` (default: the app's ``SYNC_WORKERS``, else 4) threads for the
+    lanes and as many for the cycles."""
+    if workers is None:
+        app = _state.get("app")
+        workers = app.config.get("SYNC_WORKERS", SYNC_WORKERS) if app is not None else SYNC_WORKERS
+    workers = max(1, int(workers))
     sched = BackgroundScheduler(
         timezone="UTC",
-        executors={"default": ThreadPoolExecutor(4), "sync": ThreadPoolExecutor(2)},
+        executors={"default": ThreadPoolExecutor(4), "cycles": ThreadPoolExecutor(workers),
+                   "sync": ThreadPoolExecutor(workers)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
     )
 
@@ -92,6 +184,7 @@ def start_scheduler(app) -> BackgroundScheduler | None:
 
     _state.update(app=app, lock=lock)
     sched = build_scheduler()
+    _state["lanes"] = Lanes(sched)
     sched.add_job(tasks.dispatch_due_syncs, "interval",
                   seconds=app.config.get("SCHEDULER_DISPATCH_SECONDS", DISPATCH_SECONDS), id="dispatch-due-syncs",
                   replace_existing=True)
@@ -116,9 +209,10 @@ def submit_run(run_id: int) -> bool:
 
 
 def submit_cycle(run_ids: list[int]) -> bool:
-    """Run queued syncs one after the other in the order given (sync priority), then the hub follow-ups, in one
-    job — so a change pulled from one ERP reaches the other connections in the same cycle. False without a
-    scheduler in this process (then the dispatcher sweep of the process that has one picks the runs up)."""
+    """Run queued syncs as a cycle: started in the order given (sync priority), each in its connection's lane,
+    then the hub follow-ups — so a change pulled from one ERP reaches the other connections in the same cycle
+    (``engine.execute_cycle``). False without a scheduler in this process (then the dispatcher sweep of the
+    process that has one picks the runs up)."""
     run_ids = [int(run_id) for run_id in run_ids]
     if not run_ids:
         return False
@@ -127,6 +221,7 @@ def submit_cycle(run_ids: list[int]) -> bool:
         return False
     from jobs import tasks
 
-    sched.add_job(tasks.run_cycle, args=[run_ids], id=f"sync-cycle-{run_ids[0]}", executor="sync",
-                  misfire_grace_time=None, replace_existing=True)
+    # a job id of its own per cycle: a cycle still waiting on a slow lane never blocks the next one
+    sched.add_job(tasks.run_cycle, args=[run_ids], id=f"sync-cycle-{next(_cycle_numbers)}-{run_ids[0]}",
+                  executor="cycles", misfire_grace_time=None, replace_existing=True)
     return True

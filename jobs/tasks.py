@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.scheduler import current_app_for_jobs, submit_cycle
+from jobs.scheduler import current_app_for_jobs, lanes, submit_cycle
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def dispatch_due_reconciles() -> None:
 
 
 def run_cycle(run_ids: list[int]) -> None:
-    from portal.services.sync import engine, runs
+    """A cycle: each run in its connection's lane, in the order given, then the hub follow-ups."""
+    from portal.services.sync import engine
 
     app = current_app_for_jobs()
     if app is None:
@@ -56,12 +57,22 @@ def run_cycle(run_ids: list[int]) -> None:
         from portal.extensions import db
 
         try:
-            engine.execute_cycle(list(run_ids))
-        except Exception:
+            engine.execute_cycle(list(run_ids), lanes=lanes())
+        except Exception:  # runs already in their lanes finish there; queued ones are handed out again
             db.session.rollback()
             log.exception("sync cycle %s crashed", run_ids)
-            for run_id in run_ids:
-                runs.mark_failed(run_id, "The sync job crashed; details are in the server log.")
+
+
+def run_in_lane(function, future=None):
+    """A connection's lane job (jobs.scheduler.Lanes): ``function()`` — one run — in an app context of its own;
+    nothing when its Future was cancelled before the job started (the scheduler shut down)."""
+    if future is not None and not future.set_running_or_notify_cancel():
+        return None
+    app = current_app_for_jobs()
+    if app is None:
+        raise RuntimeError("no app for the scheduler's jobs")
+    with app.app_context():
+        return function()
 
 
 def reap_stale_runs() -> None:

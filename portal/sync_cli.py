@@ -2,15 +2,28 @@
 
     flask --app wsgi erp sync [--connection NAME] [--resync-from crm|erp] [--no-blank]
     flask --app wsgi erp reconcile [--connection NAME] [--dry-run]
-    flask --app wsgi erp status
+    flask --app wsgi erp status [--no-reap]
 
 A foreground sync takes the same per-connection lock as the scheduler (one active run per connection), so it is
-safe to run next to the web process; a connection that is busy is reported and skipped.
+safe to run next to the web process; a connection that is busy is reported and skipped. Each connection's run is
+requested just before it executes (the command never holds a queued run while it works on another one).
+
+Nothing is left behind (docs/sync-engine.md §2): every command first reaps abandoned runs (their process on this
+host is gone, or their heartbeat is older than the lease), with or without a web process. SIGINT (Ctrl-C),
+SIGTERM, SIGHUP and a closed output (``erp sync | head -1``: a broken pipe, noticed at the next line written or,
+on a pipe, after the next batch) stop the command: the runs it owns are marked failed ("Cancelled: the command was
+interrupted (SIGTERM)."), one line goes to stderr, and it exits with 128 + the signal number (141 for a broken
+pipe) — no traceback.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
 import sys
+import threading
+from contextlib import contextmanager, suppress
 
 import click
 from flask.cli import AppGroup, with_appcontext
@@ -32,29 +45,142 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(text.rstrip() for text in out)
 
 
-class _Progress:
-    """A one-line progress bar on a terminal; silent when the output is not a terminal."""
+class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, which it stands for
+    """The command must stop now: a signal, or its output was closed. A BaseException, so that it unwinds through
+    the engine (which turns every ``Exception`` into a failed run and carries on) to the command, which cancels
+    the runs it owns."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+BROKEN_PIPE = "broken pipe: its output was closed"
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _silence(stream) -> None:
+    """Point a closed stream's descriptor at /dev/null, so nothing written later (Python flushing at exit
+    included) raises BrokenPipeError again."""
+    with suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+def _pipe_closed(stream) -> bool:
+    """True when ``stream`` is a pipe (or socket) whose reading end is gone — noticed without writing to it."""
+    import select as io_select
+
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) or not hasattr(io_select, "poll"):
+        return False
+    poller = io_select.poll()
+    poller.register(fd, io_select.POLLOUT)
+    return any(events & (io_select.POLLERR | io_select.POLLHUP) for _fd, events in poller.poll(0))
+
+
+class _Output:
+    """Everything the command prints goes through here: a closed output (broken pipe) becomes ``Interrupted``."""
+
+    def __init__(self) -> None:
+        self.requested: list[int] = []  # runs this command created (also recorded as their owner)
+
+    def echo(self, message: str = "", *, err: bool = False, fg: str | None = None, nl: bool = True) -> None:
+        try:
+            click.secho(message, err=err, fg=fg, nl=nl)
+        except BrokenPipeError:
+            _silence(sys.stderr if err else sys.stdout)
+            raise Interrupted(BROKEN_PIPE, 128 + 13) from None
+
+    def last_words(self, message: str) -> None:
+        """A line on stderr that must not fail (the command is stopping anyway)."""
+        try:
+            click.secho(message, err=True, fg="red")
+        except OSError:
+            _silence(sys.stderr)
+
+    def check(self) -> None:
+        """Between batches: stop when the output pipe was closed even though nothing was written to it since."""
+        if _pipe_closed(sys.stdout):
+            _silence(sys.stdout)
+            raise Interrupted(BROKEN_PIPE, 128 + 13)
+
+
+@contextmanager
+def _interruptible(out: _Output):
+    """SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` in the command (the main thread); on ``Interrupted`` the
+    runs this process owns or requested are marked failed, one line is printed and the command exits with
+    128 + the signal number."""
+    from portal.services.sync import owner
+
+    def raise_interrupted(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name, 128 + signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in SIGNALS:
+            with suppress(OSError, ValueError):
+                previous[signum] = signal.signal(signum, raise_interrupted)
+    try:
+        yield
+    except Interrupted as exc:
+        for signum in previous:  # a second Ctrl-C must not interrupt the clean-up
+            signal.signal(signum, signal.SIG_IGN)
+        cancelled = owner.cancel_owned(out.requested, f"Cancelled: the command was interrupted ({exc.reason}).")
+        what = ", ".join(f"#{run_id}" for run_id in cancelled)
+        out.last_words(f"Interrupted ({exc.reason})" + (f": run {what} cancelled." if cancelled else "."))
+        sys.exit(exc.exit_code)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; silent when the output is not a terminal. After every batch it also
+    notices an output pipe that was closed meanwhile."""
+
+    def __init__(self, out: _Output, stream=None) -> None:
+        self.out = out
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.shown = False
 
     def __call__(self, done: int, total: int, counts: dict) -> None:
+        self.out.check()
         if not self.tty:
             return
         total = max(total, done, 1)
         width = 30
         filled = int(width * done / total)
         bar = "#" * filled + "-" * (width - filled)
-        click.echo(f"\r  [{bar}] {done:,}/{total:,} records  to CRM {counts.get('to_crm', 0):,}  "
-                   f"to ERP {counts.get('to_erp', 0):,}  errors {counts.get('errors', 0):,}", nl=False)
+        self.out.echo(f"\r  [{bar}] {done:,}/{total:,} records  to CRM {counts.get('to_crm', 0):,}  "
+                      f"to ERP {counts.get('to_erp', 0):,}  errors {counts.get('errors', 0):,}", nl=False)
         self.shown = True
 
     def end(self) -> None:
         if self.shown:
-            click.echo("")
+            self.out.echo("")
             self.shown = False
+
+
+def _reap(out: _Output) -> None:
+    """Fail abandoned runs first (no web process needed): their process on this host is gone, or their heartbeat
+    is older than the lease."""
+    from portal.services.sync import owner
+
+    for reaped in owner.reap_abandoned():
+        connection = db.session.get(Connection, reaped.connection_id)
+        name = connection.name if connection is not None else f"connection #{reaped.connection_id}"
+        out.echo(f"Reaped run #{reaped.run_id} of {name}: {reaped.error}", err=True, fg="yellow")
+    db.session.commit()
 
 
 def _connections(name: str | None) -> list[Connection]:
@@ -70,6 +196,26 @@ def _connections(name: str | None) -> list[Connection]:
     return wanted
 
 
+def _request(out: _Output, connection: Connection, kind: str, options: dict, busy: list[str]) -> int | None:
+    """Queue this command's run of the connection (owned by this process); None when it is busy (reported)."""
+    from portal.services.sync import runs
+
+    name = connection.name
+    try:
+        run, created = runs.request_run(connection.id, kind=kind, trigger="cli", requested_by="cli",
+                                        options=options, own=True)
+    except runs.RunError as exc:
+        line = f"{name}: {exc}"
+    else:
+        if created:
+            out.requested.append(run.id)
+            return run.id
+        line = f"{name}: {runs.describe_busy(run)}"
+    busy.append(line)
+    out.echo(f"Skipped {line}", err=True, fg="yellow")
+    return None
+
+
 @erp_group.command("sync")
 @click.option("--connection", "connection_name", default=None, metavar="NAME",
               help="Sync only this connection (default: every active connection, in sync-priority order).")
@@ -80,41 +226,34 @@ def _connections(name: str | None) -> list[Connection]:
 @with_appcontext
 def sync_command(connection_name: str | None, resync_from: str | None, no_blank: bool) -> None:
     """Run a sync now, in the foreground, with progress and a summary."""
-    from portal.services.sync import engine, runs
+    from portal.services.sync import engine
 
     if resync_from == "erp" and not connection_name:
         raise click.ClickException("--resync-from erp needs --connection NAME (the ERP connection to resync from).")
     kind = {None: RunKind.SYNC, "crm": RunKind.RESYNC_FROM_CRM, "erp": RunKind.RESYNC_FROM_ERP}[resync_from]
-    connections = _connections(connection_name)
-    if not connections:
-        click.echo("No active connection with an active actor type: nothing to sync.")
-        return
-    run_ids, busy = [], []
-    for connection in connections:
-        try:
-            run, created = runs.request_run(connection.id, kind=kind, trigger="cli", requested_by="cli",
-                                            options={"no_blank": no_blank})
-        except runs.RunError as exc:
-            busy.append(f"{connection.name}: {exc}")
-            continue
-        if created:
-            run_ids.append(run.id)
-        else:
-            busy.append(f"{connection.name}: {runs.describe_busy(run)}")
-    for line in busy:
-        click.secho(f"Skipped {line}", fg="yellow", err=True)
-    outcomes = []
-    progress = _Progress()
-    for run_id in run_ids:
-        run = db.session.get(SyncRun, run_id)
-        click.echo(f"{run.connection.name}: {run.kind} (run #{run_id}) …")
-        db.session.commit()
-        outcomes.append(engine.execute_run(run_id, on_progress=progress))
-        progress.end()
-    for followup in engine.run_followups(outcomes, on_progress=progress):
-        progress.end()
-        outcomes.append(followup)
-    _summary(outcomes)
+    out = _Output()
+    with _interruptible(out):
+        _reap(out)
+        connections = _connections(connection_name)
+        if not connections:
+            out.echo("No active connection with an active actor type: nothing to sync.")
+            return
+        busy: list[str] = []
+        outcomes = []
+        progress = _Progress(out)
+        for connection in connections:
+            run_id = _request(out, connection, kind, {"no_blank": no_blank}, busy)
+            if run_id is None:
+                continue
+            out.echo(f"{connection.name}: {kind} (run #{run_id}) …")
+            db.session.commit()
+            out.check()
+            outcomes.append(engine.execute_run(run_id, on_progress=progress))
+            progress.end()
+        for followup in engine.run_followups(outcomes, on_progress=progress):
+            progress.end()
+            outcomes.append(followup)
+        _summary(out, outcomes)
     if busy or any(o.status == RunStatus.FAILED for o in outcomes):
         sys.exit(1)
 
@@ -128,51 +267,44 @@ def sync_command(connection_name: str | None, resync_from: str | None, no_blank:
 @with_appcontext
 def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
     """Read every linked actor and bring both sides in step (drift repaired by the normal merge rules)."""
-    from portal.services.sync import engine, reconcile, runs
+    from portal.services.sync import engine, reconcile
 
-    connections = _connections(connection_name)
-    if not connections:
-        click.echo("No active connection with an active actor type: nothing to reconcile.")
-        return
-    run_ids, busy = [], []
-    for connection in connections:
-        try:
-            run, created = runs.request_run(connection.id, kind=RunKind.RECONCILE, trigger="cli", requested_by="cli",
-                                            options={"dry_run": dry_run})
-        except runs.RunError as exc:
-            busy.append(f"{connection.name}: {exc}")
-            continue
-        if created:
-            run_ids.append(run.id)
-        else:
-            busy.append(f"{connection.name}: {runs.describe_busy(run)}")
-    for line in busy:
-        click.secho(f"Skipped {line}", fg="yellow", err=True)
-    progress = _Progress()
-    found = [0]
+    out = _Output()
+    with _interruptible(out):
+        _reap(out)
+        connections = _connections(connection_name)
+        if not connections:
+            out.echo("No active connection with an active actor type: nothing to reconcile.")
+            return
+        busy: list[str] = []
+        progress = _Progress(out)
+        found = [0]
 
-    def show(entry) -> None:
-        progress.end()
-        found[0] += 1
-        for line in entry.lines():
-            click.echo("  " + line)
-
-    outcomes = []
-    for run_id in run_ids:
-        run = db.session.get(SyncRun, run_id)
-        click.echo(f"{run.connection.name}: reconcile{', dry run' if dry_run else ''} (run #{run_id}) …")
-        db.session.commit()
-        found[0] = 0
-        with reconcile.reporting(show):
-            outcomes.append(engine.execute_run(run_id, on_progress=progress))
-        progress.end()
-        if dry_run and not found[0] and outcomes[-1].status != RunStatus.FAILED:
-            click.echo("  Nothing would change: both sides agree.")
-    if not dry_run:  # what the reconcile wrote into the CRM goes on to the other connections (the CRM is the hub)
-        for followup in engine.run_followups(outcomes, on_progress=progress):
+        def show(entry) -> None:
             progress.end()
-            outcomes.append(followup)
-    _reconcile_summary(outcomes)
+            found[0] += 1
+            for line in entry.lines():
+                out.echo("  " + line)
+
+        outcomes = []
+        for connection in connections:
+            run_id = _request(out, connection, RunKind.RECONCILE, {"dry_run": dry_run}, busy)
+            if run_id is None:
+                continue
+            out.echo(f"{connection.name}: reconcile{', dry run' if dry_run else ''} (run #{run_id}) …")
+            db.session.commit()
+            out.check()
+            found[0] = 0
+            with reconcile.reporting(show):
+                outcomes.append(engine.execute_run(run_id, on_progress=progress))
+            progress.end()
+            if dry_run and not found[0] and outcomes[-1].status != RunStatus.FAILED:
+                out.echo("  Nothing would change: both sides agree.")
+        if not dry_run:  # what the reconcile wrote into the CRM goes on to the other connections (the CRM is the hub)
+            for followup in engine.run_followups(outcomes, on_progress=progress):
+                progress.end()
+                outcomes.append(followup)
+        _reconcile_summary(out, outcomes)
     if busy or any(o.status == RunStatus.FAILED for o in outcomes):
         sys.exit(1)
 
@@ -183,7 +315,7 @@ _DRY_KEYS = ("would_repair", "would_to_crm", "would_to_erp", "would_conflicts", 
              "would_errors")
 
 
-def _reconcile_summary(outcomes) -> None:
+def _reconcile_summary(out: _Output, outcomes) -> None:
     if not outcomes:
         return
     rows = []
@@ -198,17 +330,17 @@ def _reconcile_summary(outcomes) -> None:
         rows.append([f"#{run.id}", run.connection.name, run.kind + (" (dry run)" if dry else ""), run.status,
                      f"{c.get('records', 0):,}", *numbers, f"{run.duration_seconds or 0.0:.2f}",
                      f"{run.connector_seconds:.2f}"])
-    click.echo("")
-    click.echo(_table(["Run", "Connection", "Kind", "Status", "Links", "Repaired", "To CRM", "To ERP", "Conflicts",
-                       "Broken", "Restored", "Errors", "Seconds", "Connector s"], rows))
+    out.echo("")
+    out.echo(_table(["Run", "Connection", "Kind", "Status", "Links", "Repaired", "To CRM", "To ERP", "Conflicts",
+                     "Broken", "Restored", "Errors", "Seconds", "Connector s"], rows))
     for outcome in outcomes:
         run = db.session.get(SyncRun, outcome.run_id)
         colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
-        click.secho(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
+        out.echo(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
     db.session.commit()
 
 
-def _summary(outcomes) -> None:
+def _summary(out: _Output, outcomes) -> None:
     if not outcomes:
         return
     rows = []
@@ -220,60 +352,97 @@ def _summary(outcomes) -> None:
                      f"{counts.get('records', 0):,}", f"{counts.get('to_crm', 0):,}", f"{counts.get('to_erp', 0):,}",
                      f"{counts.get('conflicts', 0):,}", f"{counts.get('errors', 0):,}",
                      f"{duration:.2f}", f"{run.connector_seconds:.2f}"])
-    click.echo("")
-    click.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Records", "To CRM", "To ERP", "Conflicts",
-                       "Errors", "Seconds", "Connector s"], rows))
+    out.echo("")
+    out.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Records", "To CRM", "To ERP", "Conflicts",
+                     "Errors", "Seconds", "Connector s"], rows))
     for outcome in outcomes:
         run = db.session.get(SyncRun, outcome.run_id)
         colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
-        click.secho(f"#{run.id} {run.connection.name}: {run.message}", fg=colour)
+        out.echo(f"#{run.id} {run.connection.name}: {run.message}", fg=colour)
     db.session.commit()
+
+
+def _run_state(run: SyncRun, stale: dict[int, str], reaped: set[int], now) -> tuple[str, str]:
+    """(status, note) of a run for ``erp status``: a running run whose heartbeat is older than the lease, or whose
+    process is gone, is **stale** (or, once reaped by this command, failed — "was stale")."""
+    from portal.services.sync import owner
+
+    if run.id in stale:
+        if run.id in reaped:
+            return run.status, f"was stale ({stale[run.id]}); reaped: {run.error}"
+        return "stale", f"{stale[run.id]}; run `erp status` without --no-reap to fail it"
+    if run.status == RunStatus.RUNNING:
+        beat = run.heartbeat_at or run.started_at
+        age = owner.age_text((now - beat).total_seconds()) if beat is not None else "?"
+        return run.status, f"heartbeat {age} ago, process {owner.label(run.worker) or '?'}"
+    return run.status, run.error or run.message or ""
 
 
 @erp_group.command("status")
+@click.option("--no-reap", is_flag=True,
+              help="Only look: show abandoned runs as stale without failing them.")
 @with_appcontext
-def status_command() -> None:
+def status_command(no_reap: bool) -> None:
     """Print the connections, their last runs and when the next scheduled sync is due."""
     from portal.services.bootstrap import sync_settings
-    from portal.services.sync import runs
+    from portal.services.sync import owner, runs
 
-    settings = sync_settings()
-    connections = db.session.scalars(select(Connection).where(Connection.deleted.is_(False))
-                                     .order_by(Connection.name)).all()
-    link_counts = {(cid, status): n for cid, status, n in db.session.execute(
-        select(Link.connection_id, Link.status, func.count()).group_by(Link.connection_id, Link.status))}
-    rows = []
-    for connection in connections:
-        last = runs.last_runs(connection.id, 1)
-        last_text = "never"
-        if last:
-            run = last[0]
-            when = run.finished_at or run.started_at or run.created_at
-            last_text = f"#{run.id} {run.kind} {run.status} {when:%Y-%m-%d %H:%M:%S}"
-        cursors = ", ".join(f"{k}: {v}" for k, v in sorted((connection.cursors or {}).items())) or "-"
-        rows.append([connection.name, "active" if connection.active else "inactive",
-                     connection.conflict_policy, f"{link_counts.get((connection.id, LinkStatus.OK), 0):,}",
-                     f"{link_counts.get((connection.id, LinkStatus.BROKEN), 0):,}", last_text, cursors])
-    click.echo(_table(["Connection", "State", "Conflicts", "Links", "Broken", "Last run", "Cursors"], rows)
-               if rows else "No ERP connections.")
-    click.echo("")
-    recent = db.session.scalars(select(SyncRun).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(10)
-                                ).all()
-    if recent:
-        click.echo("Last runs:")
-        click.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Started", "Seconds", "Message"], [
-            [f"#{r.id}", r.connection.name if r.connection else "?", r.kind, r.trigger, r.status,
-             f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-",
-             f"{r.duration_seconds:.2f}" if r.duration_seconds is not None else "-",
-             (r.error or r.message or "")[:70]] for r in recent]))
-        click.echo("")
-    auto = f"on, every {settings.interval_seconds} s" if settings.auto_sync else "off"
-    click.echo(f"Automatic sync: {auto}")
-    click.echo(f"Next sync: {runs.next_due_text(settings)}  (now {utcnow():%Y-%m-%d %H:%M:%S} UTC)")
-    from portal.services.sync import reconcile
+    out = _Output()
+    with _interruptible(out):
+        now = utcnow()
+        stale = {run.id: why for run in db.session.scalars(select(SyncRun).where(SyncRun.status == RunStatus.RUNNING))
+                 if (why := owner.staleness(run, now))}
+        db.session.commit()
+        reaped = set() if no_reap else {r.run_id for r in owner.reap_abandoned(now)}
+        settings = sync_settings()
+        connections = db.session.scalars(select(Connection).where(Connection.deleted.is_(False))
+                                         .order_by(Connection.name)).all()
+        link_counts = {(cid, status): n for cid, status, n in db.session.execute(
+            select(Link.connection_id, Link.status, func.count()).group_by(Link.connection_id, Link.status))}
+        rows = []
+        for connection in connections:
+            last = runs.last_runs(connection.id, 1)
+            last_text = "never"
+            if last:
+                run = last[0]
+                when = run.finished_at or run.started_at or run.created_at
+                state, _note = _run_state(run, stale, reaped, now)
+                last_text = f"#{run.id} {run.kind} {state} {when:%Y-%m-%d %H:%M:%S}"
+            cursors = ", ".join(f"{k}: {v}" for k, v in sorted((connection.cursors or {}).items())) or "-"
+            rows.append([connection.name, "active" if connection.active else "inactive",
+                         connection.conflict_policy, f"{link_counts.get((connection.id, LinkStatus.OK), 0):,}",
+                         f"{link_counts.get((connection.id, LinkStatus.BROKEN), 0):,}", last_text, cursors])
+        out.echo(_table(["Connection", "State", "Conflicts", "Links", "Broken", "Last run", "Cursors"], rows)
+                 if rows else "No ERP connections.")
+        out.echo("")
+        recent = db.session.scalars(select(SyncRun).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(10)
+                                    ).all()
+        if recent:
+            out.echo("Last runs:")
+            table = []
+            for r in recent:
+                state, note = _run_state(r, stale, reaped, now)
+                table.append([f"#{r.id}", r.connection.name if r.connection else "?", r.kind, r.trigger, state,
+                              f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-",
+                              f"{r.duration_seconds:.2f}" if r.duration_seconds is not None else "-", note[:70]])
+            out.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Started", "Seconds", "Message"],
+                            table))
+            out.echo("")
+        if stale:
+            out.echo("Stale runs (no sign of life):", fg="yellow")
+            for run_id, why in sorted(stale.items()):
+                run = db.session.get(SyncRun, run_id)
+                name = run.connection.name if run.connection else "?"
+                tail = f"reaped now: {run.status}." if run_id in reaped else "not reaped (--no-reap)."
+                out.echo(f"  #{run_id} {name} {run.kind}: stale, {why}; {tail}", fg="yellow")
+            out.echo("")
+        auto = f"on, every {settings.interval_seconds} s" if settings.auto_sync else "off"
+        out.echo(f"Automatic sync: {auto}")
+        out.echo(f"Next sync: {runs.next_due_text(settings)}  (now {utcnow():%Y-%m-%d %H:%M:%S} UTC)")
+        from portal.services.sync import reconcile
 
-    due = reconcile.next_due_at(settings)
-    paused = " (paused: automatic sync is off)" if due is not None and not settings.auto_sync else ""
-    click.echo(f"Reconcile: {reconcile.schedule_text(settings)}{paused}"
-               + (f"; next {max(due, utcnow()):%Y-%m-%d %H:%M} UTC" if due is not None and not paused else ""))
-    db.session.commit()
+        due = reconcile.next_due_at(settings)
+        paused = " (paused: automatic sync is off)" if due is not None and not settings.auto_sync else ""
+        out.echo(f"Reconcile: {reconcile.schedule_text(settings)}{paused}"
+                 + (f"; next {max(due, utcnow()):%Y-%m-%d %H:%M} UTC" if due is not None and not paused else ""))
+        db.session.commit()

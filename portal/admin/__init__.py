@@ -12,6 +12,13 @@ def _admins_only():
     require_admin()
 
 
+@bp.app_template_global("erp_not_answering")
+def _erp_not_answering(connection) -> str:
+    from portal.services.connectors import not_answering
+
+    return not_answering(connection)
+
+
 from portal.admin import (  # noqa: E402,F401
     routes_audit,
     routes_connections,

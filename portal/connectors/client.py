@@ -7,14 +7,42 @@ Typed helpers (``get_actors`` …) build the request members and check the shape
 Two transports behave alike:
 
 * ``http(s)://host/base`` → ``POST {base}/{Method}`` through a ``requests.Session`` whose adapters check the
-  connected peer address (``portal.security.urlguard.GuardedHTTPAdapter``); no redirects, timeouts
-  ``(connect_timeout, timeout)``, answers streamed with a byte cap;
+  connected peer address (``portal.security.urlguard.GuardedHTTPAdapter``); no redirects, answers streamed with
+  a byte cap, and a **total deadline** per attempt (below);
 * ``builtin:<name>`` → the in-process connector ``portal.connectors.builtin.get_builtin(name, app_config)``;
   request and answer go through ``json.dumps``/``json.loads`` exactly as over HTTP, with the same cap.
 
 Transient failures (timeouts, connection errors, 5xx, 408/425/429) are retried with exponential backoff and
 full jitter. A connector that lost a connection's configuration (``UNKNOWN_CONNECTION_ID``) gets it re-sent
 with ``SaveConnection`` (through ``resend_config``) and the call is retried once.
+
+Deadlines, not only timeouts. ``requests``' timeouts bound each socket operation, so a peer that drips its
+answer one byte at a time (or its headers, or a TLS handshake) is never cut off. Here:
+
+* ``timeout`` (``PORTAL_CONNECTOR_TIMEOUT``) is the **total** time one HTTP attempt may take: connect, send,
+  status, headers and the whole body. ``connect_timeout`` still bounds the TCP connect alone.
+* ``budget`` bounds one **logical call**: every attempt, the backoff waits between them and an
+  ``UNKNOWN_CONNECTION_ID`` re-send. An attempt gets ``min(timeout, time left)``; a wait (backoff or
+  ``Retry-After``) that would not leave time for another attempt ends the call at once with the last (transient)
+  error. ``with client.deadline(seconds):`` caps every call inside the block further (a web request's or a sync
+  run's own budget).
+* Running out of time raises ``ConnectorError`` ``TIMEOUT`` (transient): "Demo ERP did not answer within 30 s."
+
+How the deadline is enforced, whatever the peer does: the per-read socket timeout is set to the attempt's
+allowance (the common "no answer" case ends as a plain read timeout), and one process-wide **watchdog** thread
+(:class:`_Watchdog`) holds a heap of the attempts in flight; at an attempt's deadline it shuts down the
+attempt's socket, which wakes the blocked ``recv``/``send`` of the calling thread at once (the socket is
+registered by the connection class right after ``connect()``, or when a pooled connection is reused, through
+a ``dup()`` of its descriptor, so a descriptor number reused elsewhere is never touched). Why this and not the
+alternatives: resetting the socket timeout before each read cannot work with ``http.client``, whose buffered
+reads loop over many ``recv`` calls internally (a body of 64 KiB dripped at one byte per 2 s never times out);
+a timer thread per call costs a thread per call in flight; ``signal.alarm`` works in the main thread only. The
+watchdog costs one heap push and one ``dup``/``close`` per attempt and a single sleeping thread. DNS resolution
+(``getaddrinfo``) cannot be interrupted: it is bounded by the resolver's own timeouts.
+
+The **built-in** connectors run in-process as a plain function call: the deadline is checked before the call
+but cannot interrupt it (that would need a thread per call); their own back-ends (e.g. Tryton's RPC) have their
+own timeouts.
 
 A client is meant for one operation in one thread; create one per operation and ``close()`` it (or use it
 as a context manager).
@@ -23,28 +51,37 @@ as a context manager).
 from __future__ import annotations
 
 import email.utils
+import heapq
+import itertools
 import json
 import logging
 import math
+import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self
 
 import requests
 import urllib3.exceptions
 
+from portal.connectors.guard import GUARD_CODES, CallGuard, GuardRefused, Lane
 from portal.connectors.protocol import METHODS, UNKNOWN_CONNECTION_ID, ZERO_GUID, State
-from portal.security.urlguard import GuardedHTTPAdapter, UrlNotAllowed, builtin_name, check_url_syntax
+from portal.security.urlguard import GuardedHTTPAdapter, UrlNotAllowed, builtin_name, check_url_syntax, guarded_session
 
 log = logging.getLogger(__name__)
 
 TECH_LIMIT = 2000  # characters of tech_message kept
 BODY_SNIPPET = 500  # characters of a raw remote body ever quoted in a message
 RETRY_AFTER_CAP = 30.0  # seconds: the longest Retry-After honoured
+MIN_ATTEMPT_SECONDS = 0.1  # a retry is only worth it with at least this much time left after its wait
 TRANSIENT_STATUSES = frozenset({408, 425, 429})  # plus every 5xx
+ALWAYS_TRIED = frozenset({"TestConnection"})  # an admin's explicit test goes even while the breaker is open
 DEFAULT_WARNING = "The connector reported a warning: the operation was done, but not completely."
 
 
@@ -162,13 +199,165 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, min(seconds, RETRY_AFTER_CAP))
 
 
+def _seconds(value: float) -> str:
+    """A duration for a message: ``30``, ``0.5``, ``2.5``."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
+# --- the deadline watchdog -----------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """One HTTP attempt in flight: its deadline and duplicates of the sockets it uses (closed when it ends)."""
+
+    deadline: float
+    socks: list[socket.socket] = field(default_factory=list)
+    fds: set[int] = field(default_factory=set)  # the original descriptor numbers (dedup: TLS keeps the fd)
+    fired: bool = False  # the deadline passed and the sockets were shut down
+    done: bool = False
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with suppress(OSError):  # already closed by the peer or by the caller
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread per process that shuts down the sockets of attempts past their deadline.
+
+    ``begin(deadline)`` → an :class:`_Attempt` (a heap push); the connection classes call ``watch(attempt,
+    sock)`` with each socket the attempt uses; ``end(attempt)`` (always, in ``finally``) says whether the deadline
+    fired. Shutting down a socket (not closing it) makes a ``recv``/``send`` blocked on it in another thread
+    return at once; the attempt's own thread then closes the connection as after any transport error. The
+    watchdog only ever touches its own ``dup()`` of a descriptor, and only while the attempt is registered: once
+    ``end()`` returned, it can no longer reach that connection, even when it goes back to the pool.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:  # also in a forked child: the parent's thread does not exist there
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._seq = itertools.count()
+        self._live = 0
+        self._thread: threading.Thread | None = None
+
+    def begin(self, deadline: float) -> _Attempt:
+        attempt = _Attempt(deadline)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._seq), attempt))
+            self._live += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="connector-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is attempt:  # the earliest deadline now: wake the thread to wait less
+                self._cond.notify()
+        return attempt
+
+    def watch(self, attempt: _Attempt, sock: socket.socket) -> None:
+        try:
+            fd = sock.fileno()
+            if fd < 0 or fd in attempt.fds:
+                return
+            dup = socket.fromfd(fd, sock.family, sock.type)  # a dup(): our own descriptor of the same socket
+        except OSError:
+            return
+        with self._cond:
+            if not attempt.done:
+                attempt.fds.add(fd)
+                attempt.socks.append(dup)
+                if attempt.fired:  # connected after the deadline (e.g. DNS was slow): end it now
+                    _shutdown(dup)
+                dup = None
+        if dup is not None:
+            dup.close()
+
+    def end(self, attempt: _Attempt) -> bool:
+        with self._cond:
+            if attempt.done:
+                return attempt.fired
+            attempt.done = True
+            self._live -= 1
+            socks, attempt.socks = attempt.socks, []
+            if len(self._heap) > 64 and len(self._heap) > 4 * self._live:  # drop ended attempts in bulk
+                self._heap = [entry for entry in self._heap if not entry[2].done]
+                heapq.heapify(self._heap)
+        for sock in socks:
+            sock.close()  # closing our dup never affects the connection itself
+        return attempt.fired
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                heap = self._heap
+                while heap and heap[0][2].done:
+                    heapq.heappop(heap)
+                if not heap:
+                    self._cond.wait()
+                    continue
+                wait = heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                attempt = heapq.heappop(heap)[2]
+                attempt.fired = True
+                for sock in attempt.socks:
+                    _shutdown(sock)
+
+
+_WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WATCHDOG._reset)
+_CURRENT = threading.local()  # .attempt: the HTTP attempt this thread is making (read by the connections)
+
+
+class _WatchedConnectionMixin:
+    """Hands the sockets of a urllib3 connection to the watchdog for the attempt of the current thread."""
+
+    def _new_conn(self):  # a new connection: right after connect() (and urlguard's peer check), before TLS
+        sock = super()._new_conn()
+        attempt = getattr(_CURRENT, "attempt", None)
+        if attempt is not None:
+            _WATCHDOG.watch(attempt, sock)
+        return sock
+
+    def request(self, *args, **kwargs):  # a pooled connection reused by this attempt
+        attempt = getattr(_CURRENT, "attempt", None)
+        sock = getattr(self, "sock", None)
+        if attempt is not None and sock is not None:
+            _WATCHDOG.watch(attempt, sock)
+        return super().request(*args, **kwargs)
+
+
+class _DeadlineAdapter(GuardedHTTPAdapter):
+    """urlguard's adapter whose connections are also watched for the deadline of the current attempt."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            scheme: type(f"Watched{pool.__name__}", (pool,), {
+                "ConnectionCls": type(f"Watched{pool.ConnectionCls.__name__}",
+                                      (_WatchedConnectionMixin, pool.ConnectionCls), {})})
+            for scheme, pool in self.poolmanager.pool_classes_by_scheme.items()}
+
+
 class ConnectorClient:
-    """Talks the connector protocol to one connector. See the module docstring."""
+    """Talks the connector protocol to one connector. See the module docstring.
+
+    ``timeout``: seconds one HTTP attempt may take in total (connect, send, the whole answer); ``connect_timeout``:
+    seconds for the TCP connect alone; ``budget``: seconds one logical call may take, retries and their waits
+    included (default: every attempt its whole ``timeout`` plus one capped Retry-After wait); ``name``: how
+    messages call the connector ("Demo ERP did not answer within 30 s."; default "The connector").
+    """
 
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 30, connect_timeout: float = 5,
                  max_bytes: int = 10 * 1024 * 1024, retries: int = 3, backoff: float = 0.5,
                  allowed_networks: Sequence[str] = (), app_config: Mapping | None = None,
-                 resend_config: Callable[[str], dict | None] | None = None, sleep: Callable[[float], Any] = time.sleep):
+                 resend_config: Callable[[str], dict | None] | None = None, sleep: Callable[[float], Any] = time.sleep,
+                 budget: float | None = None, name: str | None = None, guard: CallGuard | None = None,
+                 lane: Lane = Lane.SYNC):
         self.url = url
         self._token = token
         self.timeout = timeout
@@ -180,6 +369,12 @@ class ConnectorClient:
         self.app_config = app_config
         self.resend_config = resend_config
         self.sleep = sleep
+        self.budget = float(budget) if budget is not None else self.timeout * (self.retries + 1) + RETRY_AFTER_CAP
+        self.name = name
+        self.guard = guard  # breaker and bulkheads per connection (portal.connectors.guard); None: unguarded
+        self.lane = lane
+        self._outer_deadline: float | None = None  # time.monotonic() set by deadline()
+        self._call_started = 0.0
         self.warnings: list[tuple[str, str]] = []
         self.calls = 0  # logical protocol calls (a SaveConnection re-send and the replayed call count too)
         self.attempts = 0  # every attempt, retries included
@@ -209,14 +404,21 @@ class ConnectorClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[Self]:
+        """Every call made inside the block ends within ``seconds`` from now (attempts, retries, waits); nested
+        blocks keep the earlier deadline."""
+        previous = self._outer_deadline
+        end = time.monotonic() + max(0.0, float(seconds))
+        self._outer_deadline = end if previous is None else min(previous, end)
+        try:
+            yield self
+        finally:
+            self._outer_deadline = previous
+
     def _get_session(self) -> requests.Session:
         if self._session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxies or .netrc credentials from the environment
-            adapter = GuardedHTTPAdapter(self.allowed_networks, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._session = session
+            self._session = guarded_session(self.allowed_networks, adapter_class=_DeadlineAdapter)
         return self._session
 
     # -- the protocol call -------------------------------------------------------------------------------
@@ -228,8 +430,33 @@ class ConnectorClient:
         if body is not None and not isinstance(body, dict):
             raise TypeError("the request body must be a dict")
         body = dict(body or {})
+        guid = body.get("ConnectionGuid")
+        if self.guard is None or not isinstance(guid, str) or not guid or guid == ZERO_GUID:
+            return self._call(method, body)
         try:
-            return self._call_with_retries(method, body)
+            with self.guard.calling(guid, self._who(), self.lane, probe_now=method in ALWAYS_TRIED) as report:
+                try:
+                    reply = self._call(method, body)
+                except ConnectorError as exc:
+                    # only an ERP that gave no answer counts against it; any answer proves it alive
+                    report(exc if exc.transient and exc.error_code not in GUARD_CODES else None)
+                    raise
+                report(None)
+                return reply
+        except GuardRefused as refused:
+            self.calls += 1
+            err = ConnectorError(refused.message, tech_message=f"{method}: not sent ({refused.code})",
+                                 error_code=refused.code, transient=True, method=method)
+            err.before_send = True
+            raise err from None
+
+    def _call(self, method: str, body: dict) -> Reply:
+        self._call_started = time.monotonic()
+        deadline = self._call_started + self.budget
+        if self._outer_deadline is not None:
+            deadline = min(deadline, self._outer_deadline)
+        try:
+            return self._call_with_retries(method, body, deadline)
         except ConnectorError as exc:
             guid = body.get("ConnectionGuid")
             if (exc.error_code != UNKNOWN_CONNECTION_ID or method == "SaveConnection" or self.resend_config is None
@@ -239,13 +466,16 @@ class ConnectorClient:
             if info is None:
                 raise
             log.info("connector %s lost connection %s; re-sending its configuration", self._where(), guid)
-            self._call_with_retries("SaveConnection", {"ConnectionGuid": guid, "ConnectionInfo": info})
-            return self._call_with_retries(method, body)
+            self._call_with_retries("SaveConnection", {"ConnectionGuid": guid, "ConnectionInfo": info}, deadline)
+            return self._call_with_retries(method, body, deadline)
 
     def _where(self) -> str:
         return self.url if isinstance(self.url, str) else "?"
 
-    def _call_with_retries(self, method: str, body: dict) -> Reply:
+    def _who(self) -> str:
+        return self.name or "The connector"
+
+    def _call_with_retries(self, method: str, body: dict, deadline: float) -> Reply:
         self.calls += 1
         if self._url_error is not None:
             err = self._url_error
@@ -257,14 +487,18 @@ class ConnectorClient:
             headers["Idempotency-Key"] = str(body["IdempotencyKey"])  # the ext body member, also as a header
         attempt = 0
         while True:
-            self.attempts += 1
             started = time.monotonic()
+            left = deadline - started
+            if left <= 0:
+                raise self._out_of_time(method, before_send=True)
+            allowance = min(self.timeout, left)
+            self.attempts += 1
             try:
                 try:
                     if self._builtin is not None:
                         raw = self._send_builtin(method, payload)
                     else:
-                        raw = self._send_http(method, payload, headers)
+                        raw = self._send_http(method, payload, headers, allowance)
                 finally:
                     elapsed = time.monotonic() - started
                     self.seconds += elapsed
@@ -275,6 +509,12 @@ class ConnectorClient:
                 if exc.transient and attempt < self.retries and self._may_retry(method, body, exc):
                     delay = exc.retry_after if exc.retry_after is not None else random.uniform(
                         0, self.backoff * 2 ** attempt)
+                    left = deadline - time.monotonic()
+                    if delay + MIN_ATTEMPT_SECONDS > left:  # never wait past the deadline: give up now
+                        log.warning("connector %s %s failed after %.3fs (%s: %s); no retry: waiting %.2fs would "
+                                    "leave no time of the %.2fs left", self._where(), method, elapsed,
+                                    exc.error_code, exc.tech_message, delay, max(0.0, left))
+                        raise
                     log.warning("connector %s %s failed after %.3fs (%s: %s); retry %d/%d in %.2fs", self._where(),
                                 method, elapsed, exc.error_code, exc.tech_message, attempt + 1, self.retries, delay)
                     self.sleep(delay)
@@ -363,23 +603,49 @@ class ConnectorClient:
             raise self._too_large(method, str(len(raw)))
         return raw
 
-    def _send_http(self, method: str, payload: bytes, extra_headers: Mapping[str, str]) -> bytes:
+    def _send_http(self, method: str, payload: bytes, extra_headers: Mapping[str, str], allowance: float) -> bytes:
+        """One attempt, ended by the watchdog ``allowance`` seconds from now whatever the peer does."""
+        attempt = _WATCHDOG.begin(time.monotonic() + allowance)
+        _CURRENT.attempt = attempt
+        error: ConnectorError | None = None
+        raw = b""
+        try:
+            raw = self._exchange(method, payload, extra_headers, allowance)
+        except ConnectorError as exc:
+            error = exc
+        finally:
+            _CURRENT.attempt = None
+            fired = _WATCHDOG.end(attempt)
+        if fired:
+            self.close()  # its connection was shut down: never hand it out again
+            # What was read before the shutdown may be cut short (a body read to the end of the connection looks
+            # complete): unless the answer was already judged on its status or size, the attempt timed out.
+            if error is None or error.error_code in ("UNREACHABLE", "BAD_RESPONSE", "TIMEOUT"):
+                timeout = self._timeout_error(method, allowance, tech=f"{method}: deadline of {allowance:.3f}s "
+                                              f"reached (watchdog); {error.tech_message if error else 'no error'}")
+                raise timeout from error
+        if error is not None:
+            raise error
+        return raw
+
+    def _exchange(self, method: str, payload: bytes, extra_headers: Mapping[str, str], allowance: float) -> bytes:
         url = f"{self._base}/{method}"
         headers = {"Content-Type": "application/json", "Accept": "application/json", **extra_headers}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        connect_timeout = min(self.connect_timeout, allowance)
         try:
             resp = self._get_session().post(url, data=payload, headers=headers, allow_redirects=False, stream=True,
-                                            timeout=(self.connect_timeout, self.timeout))
+                                            timeout=(connect_timeout, allowance))
         except UrlNotAllowed as exc:
             raise ConnectorError(exc.user_message, tech_message=f"{method}: {exc.tech_message}",
                                  error_code="ADDRESS_NOT_ALLOWED", method=method) from exc
         except (requests.RequestException, OSError) as exc:
-            raise self._transport_error(method, exc) from exc
+            raise self._transport_error(method, exc, allowance, connect_timeout) from exc
         try:
             return self._read_answer(method, resp)
         except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as exc:
-            raise self._transport_error(method, exc) from exc
+            raise self._transport_error(method, exc, allowance, connect_timeout) from exc
         finally:
             resp.close()
 
@@ -433,7 +699,22 @@ class ConnectorClient:
             exc.retry_after = _parse_retry_after(retry_after)
         return exc
 
-    def _transport_error(self, method: str, exc: BaseException) -> ConnectorError:
+    def _timeout_error(self, method: str, allowance: float, *, tech: str) -> ConnectorError:
+        # An attempt cut short by the call's budget reports the time the whole call took.
+        seconds = allowance if allowance >= self.timeout else time.monotonic() - self._call_started
+        return ConnectorError(f"{self._who()} did not answer within {_seconds(seconds)} s.", tech_message=tech,
+                              error_code="TIMEOUT", transient=True, method=method)
+
+    def _out_of_time(self, method: str, *, before_send: bool) -> ConnectorError:
+        spent = time.monotonic() - self._call_started
+        err = ConnectorError(f"{self._who()} did not answer within {_seconds(spent)} s.",
+                             tech_message=f"{method}: no time left for another attempt after {spent:.3f}s",
+                             error_code="TIMEOUT", transient=True, method=method)
+        err.before_send = before_send
+        return err
+
+    def _transport_error(self, method: str, exc: BaseException, allowance: float | None = None,
+                         connect_timeout: float | None = None) -> ConnectorError:
         tech = f"{method}: {type(exc).__name__}: {exc}"
         reason = exc
         for _ in range(10):  # unwrap requests → urllib3 MaxRetryError → the underlying error
@@ -450,14 +731,14 @@ class ConnectorClient:
         # (urllib3's NewConnectionError subclasses ConnectTimeoutError, hence the check on `refused`)
         if not refused and (isinstance(exc, requests.exceptions.ConnectTimeout)
                             or isinstance(reason, urllib3.exceptions.ConnectTimeoutError)):
-            err = ConnectorError(f"The connector could not be reached within {self.connect_timeout:g} s.",
+            seconds = self.connect_timeout if connect_timeout is None else connect_timeout
+            err = ConnectorError(f"{self._who()} could not be reached within {_seconds(seconds)} s.",
                                  tech_message=tech, error_code="TIMEOUT", transient=True, method=method)
             err.before_send = True
             return err
         if isinstance(exc, requests.Timeout | TimeoutError) or isinstance(
                 reason, urllib3.exceptions.ReadTimeoutError | TimeoutError):
-            return ConnectorError(f"The connector did not answer within {self.timeout:g} s.", tech_message=tech,
-                                  error_code="TIMEOUT", transient=True, method=method)
+            return self._timeout_error(method, self.timeout if allowance is None else allowance, tech=tech)
         if isinstance(exc, requests.exceptions.ContentDecodingError):
             return self._bad(method, "Its compressed answer could not be decoded.", tech)
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema

@@ -109,6 +109,9 @@ class SyncRun(db.Model):
     started_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # The process that claimed the run (or queued it to execute it itself): "host:pid/pid-namespace", set by
+    # runs.claim. A run whose owner is on this host and whose pid is gone is reaped at once (runs.reap_stale).
+    worker: Mapped[str | None] = mapped_column(String(255))
 
     connection = relationship("Connection")
     requested_by = relationship("User")

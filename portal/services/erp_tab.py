@@ -36,6 +36,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.connectors.client import ConnectorClient, ConnectorError
+from portal.connectors.guard import Lane
 from portal.connectors.protocol import OPERATORS
 from portal.database import utcnow
 from portal.extensions import db
@@ -61,6 +62,7 @@ from portal.services.connectors import client_for
 from portal.services.crm_rules import check_crm_value, check_crm_values
 from portal.services.links import LinkError, check_free, create_link, holder_descriptions, link_for, mark_broken
 from portal.services.links import remove_link as _remove_link
+from portal.services.live_cache import live_cache
 from portal.services.sync.fieldmap import (
     MappedField,
     check_erp_values,
@@ -74,6 +76,9 @@ from portal.services.values import ConversionError, display, is_blank, normalize
 
 log = logging.getLogger(__name__)
 
+# seconds a request waits for another request's read of the same actor: longer would park web threads outside
+# the guard's caps (portal.connectors.guard) whenever that ERP is slow
+SHARED_READ_WAIT = 2.0
 DEFAULT_TIMEOUT = 10.0  # seconds: the tab must answer quickly even when a connector hangs
 SEARCH_LIMIT = 100  # result rows shown in the search dialog
 MAX_SEARCH_TEXT = 100
@@ -369,7 +374,9 @@ def _timeout() -> float:
 
 
 def _client(connection: Connection, retries: int = 1) -> ConnectorClient:
-    return client_for(connection.connector, timeout=_timeout(), retries=retries)
+    """A web request waits on it: the WEB lane's bulkheads apply (never all web threads on one ERP)."""
+    return client_for(connection.connector, timeout=_timeout(), retries=retries, lane=Lane.WEB,
+                      name=connection.name)
 
 
 def _failed(exc: ConnectorError, what: str) -> ConnectorFailed:
@@ -495,6 +502,21 @@ class LiveValues:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _ActorRead:
+    """One live read of an actor (shared by the requests that waited on it, kept a few seconds when it worked)."""
+
+    actor: dict | None = None
+    texts: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def forget_live_values(connection_id: int, actor_type: str, erp_key: str) -> None:
+    """The tab changed the actor or its link (Connect, Create, Disconnect, Sync now): read it live next time."""
+    live_cache().forget(lambda key: key[:3] == (connection_id, actor_type, erp_key))
+
+
 def live_values(section: Section) -> LiveValues:
     """The Show in ERP tab values of the linked actor, read live (GetActors + GetListItems).
 
@@ -508,19 +530,32 @@ def live_values(section: Section) -> LiveValues:
     fields = tab_fields(section.link_config)
     keys = [f.field_key for f in fields]
     connection = section.connection
-    guid = connection.guid
-    client = _client(connection, retries=0)
-    _release()
-    try:
+    connection_id, guid = connection.id, connection.guid
+    # a sync of the link changes last_synced_at: the next look reads the ERP again (portal.services.live_cache)
+    cache_key = (connection_id, actor_type, erp_key, tuple(keys), link.last_synced_at)
+
+    def read() -> _ActorRead:
+        client = _client(connection, retries=0)
         try:
-            actors = client.get_actors(guid, actor_type, [erp_key], keys)
-        except ConnectorError as exc:
-            return LiveValues(error=exc.user_message, warnings=_warnings(client))
-        actor = next((a for a in actors if a.get("ErpKey") == erp_key), None)
-        texts = _list_texts(client, guid, fields, [actor]) if actor is not None and fields else {}
-        warnings = _warnings(client)
-    finally:
-        client.close()
+            try:
+                actors = client.get_actors(guid, actor_type, [erp_key], keys)
+            except ConnectorError as exc:
+                return _ActorRead(error=exc.user_message, warnings=_warnings(client))
+            actor = next((a for a in actors if a.get("ErpKey") == erp_key), None)
+            texts = _list_texts(client, guid, fields, [actor]) if actor is not None and fields else {}
+            return _ActorRead(actor=actor, texts=texts, warnings=_warnings(client))
+        finally:
+            client.close()
+
+    _release()
+    # only a found actor is kept: a missing one is looked up again at once (it may be back)
+    answer = live_cache().get(
+        cache_key, read, wait=SHARED_READ_WAIT, keep=lambda r: not r.error and r.actor is not None,
+        waited_too_long=lambda: _ActorRead(error=f"{connection.name} is slow: another request for this record is "
+                                                 "still waiting for it. Try again in a moment."))
+    if answer.error:
+        return LiveValues(error=answer.error, warnings=answer.warnings)
+    actor, texts, warnings = answer.actor, answer.texts, answer.warnings
     link = db.session.get(Link, link_id)
     if link is None:  # disconnected meanwhile
         return LiveValues(warnings=warnings)
@@ -1206,6 +1241,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
                         "to_erp": sorted(to_erp), "to_crm": sorted(key for key, _old, _new in changes)},
                  actor=user, **ctx)
     db.session.commit()
+    forget_live_values(section.connection.id, actor_type, erp_key)  # Connect may have written to it
     return LinkOutcome(link, to_erp=_labels(config, to_erp), to_crm=_crm_labels(crm_type, changes),
                        warnings=warnings)
 
@@ -1382,6 +1418,7 @@ def disconnect(section: Section, *, user=None, **ctx) -> tuple[str, str] | None:
                  after={"actor": None, "connection": section.connection.name}, actor=user, **ctx)
     db.session.commit()
     section.link = None
+    forget_live_values(section.connection.id, actor_type, erp_key)
     return actor_type, erp_key
 
 
@@ -1490,5 +1527,6 @@ def sync_now(section: Section, *, user=None, **ctx) -> SyncOutcome:
                         "to_crm": [label for label, _o, _n in outcome.to_crm], "conflicts": len(outcome.conflicts)},
                  actor=user, **ctx)
     db.session.commit()
+    forget_live_values(section.connection.id, actor_type, erp_key)
     return outcome
 

@@ -27,6 +27,9 @@ Quick reference::
         fake.redirect_next("http://example.invalid/")    # a 302, once
         fake.reply_warning("GetActors", "ERP offline; cached data")  # IsOk true, State Warning, once
         fake.reply_error("SaveActors", "Record locked", error_code="LOCKED")   # IsOk false, once
+        fake.drip(2.0, method="GetActors")               # status + headers now, then the body 1 byte / 2 s, once
+        fake.hang_after_headers(5.0)                     # status + headers now, the body 5 s later, once
+        fake.reset_connection(method="SaveActors")       # headers + half the body, then a TCP reset, once
         fake.forget_connections()                        # next GUID call answers UNKNOWN_CONNECTION_ID
         fake.clear_faults()
 
@@ -37,7 +40,10 @@ Quick reference::
 
 Faults are consumed in the order they were scripted; ``method=None`` matches any method. A transport fault
 (``fail_next``/``reply_raw``/``redirect_next``) answers without reaching the service. ``reply_error`` answers
-before the service runs; ``reply_warning`` decorates the service's successful answer.
+before the service runs; ``reply_warning`` decorates the service's successful answer. The streaming faults
+(``drip``/``hang_after_headers``/``reset_connection``) deliver the service's real answer (the service runs: a
+write is applied) badly; their waits end early when the server stops or is ``reset()``, so no request thread
+outlives a test by more than one interval.
 
 In pytest, use the fixtures of tests/conftest.py: ``fake_server`` (one server per module) and ``fake`` (that
 server, reset to its seed state for each test).
@@ -58,6 +64,8 @@ import base64
 import copy
 import io
 import json
+import socket
+import struct
 import threading
 import uuid
 from collections.abc import Iterable
@@ -187,7 +195,7 @@ class FakeClock:
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "raw" | "redirect" | "delay" | "error" | "warning"
+    kind: str  # "status" | "raw" | "redirect" | "delay" | "error" | "warning" | "drip" | "hang" | "reset"
     method: str | None  # None = any method
     remaining: int | None  # None = until cleared
     params: dict = field(default_factory=dict)
@@ -757,6 +765,7 @@ class FakeConnector:
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # set to end the streaming faults in progress (stop(), reset())
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -766,6 +775,7 @@ class FakeConnector:
         if self._server is not None:
             return self
         self._stopping.clear()
+        self._wake = threading.Event()
         self._server = make_server("127.0.0.1", 0, self.wsgi_app, threaded=True, request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"fake-connector-{self.port}", daemon=True)
@@ -774,6 +784,7 @@ class FakeConnector:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes any scripted delay
+        self._wake.set()  # and ends any streaming fault
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -800,8 +811,11 @@ class FakeConnector:
         return f"http://127.0.0.1:{self.port}{self.prefix}"
 
     def reset(self) -> None:
-        """Forget faults, recorded requests and all ERP state (the server keeps running)."""
+        """Forget faults, recorded requests and all ERP state (the server keeps running); streaming faults still
+        in progress end."""
         self.script.clear()
+        self._wake.set()
+        self._wake = threading.Event()
         with self._lock:
             self.requests.clear()
         self.service.reset()
@@ -884,6 +898,21 @@ class FakeConnector:
         """The next call of ``method`` answers ``IsOk: false`` (HTTP 200) without running."""
         self.script.add("error", method, times, user=user_explanation, code=error_code, tech=tech)
 
+    def drip(self, interval: float, method: str | None = None, times: int | None = 1) -> None:
+        """Send the answer's status and headers at once, then its body one byte every ``interval`` seconds: a peer
+        that never trips a per-read timeout. The service runs first (a write is applied)."""
+        self.script.add("drip", method, times, interval=float(interval))
+
+    def hang_after_headers(self, seconds: float, method: str | None = None, times: int | None = 1) -> None:
+        """Send the answer's status and headers at once, then nothing for ``seconds``, then the body."""
+        self.script.add("hang", method, times, seconds=float(seconds))
+
+    def reset_connection(self, method: str | None = None, times: int | None = 1, *,
+                         after_bytes: int | None = None) -> None:
+        """Send the answer's status, headers and first ``after_bytes`` body bytes (default: half the body), then
+        close the socket abruptly (SO_LINGER 0: a TCP reset). The service runs first (a write is applied)."""
+        self.script.add("reset", method, times, after_bytes=after_bytes)
+
     def clear_faults(self) -> None:
         self.script.clear()
 
@@ -943,8 +972,35 @@ class FakeConnector:
         if delay is not None and delay.params["after"]:
             self._stopping.wait(delay.params["seconds"])
         record.status = int(captured["status"].split()[0])
+        stream = self.script.take({"drip", "hang", "reset"}, method)
         start_response(captured["status"], captured["headers"])
+        if stream is not None:
+            return self._streamed(stream, b"".join(chunks), environ.get("werkzeug.socket"), self._wake)
         return chunks
+
+    @staticmethod
+    def _streamed(fault: Fault, body: bytes, sock, wake: threading.Event):
+        """The body of a streaming fault. werkzeug sends the status and headers on the first (empty) write; every
+        wait ends early when ``wake`` is set (stop/reset), and a client that went away ends the generator at the
+        next write (werkzeug treats the write error as a dropped connection)."""
+        params = fault.params
+        yield b""
+        if fault.kind == "hang":
+            if wake.wait(params["seconds"]):
+                return
+            yield body
+        elif fault.kind == "drip":
+            for index in range(len(body)):
+                if wake.wait(params["interval"]):
+                    return
+                yield body[index:index + 1]
+        elif fault.kind == "reset":
+            cut = len(body) // 2 if params["after_bytes"] is None else max(0, min(params["after_bytes"], len(body)))
+            if cut:
+                yield body[:cut]
+            if sock is not None:  # closed with linger 0 by the server (after this error): RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raise ConnectionResetError("connection reset injected by FakeConnector")
 
     @staticmethod
     def _fault_response(fault: Fault) -> Response:

@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.connectors.client import ConnectorClient, ConnectorError
+from portal.connectors.guard import GUARD_CODES
 from portal.connectors.protocol import UNKNOWN_CONNECTION_ID
 from portal.database import utcnow
 from portal.extensions import db
@@ -158,6 +159,12 @@ class GcPaused:
                         gc.disable()
 
 
+def _over_budget(budget: float) -> RunFailed:
+    text = f"{budget / 60:g} min" if budget >= 120 and budget % 60 == 0 else f"{budget:g} s"
+    return RunFailed(f"The run took longer than its budget of {text} and was stopped; the next run carries on.",
+                     f"run budget of {budget:g} s used up", transient=True)
+
+
 class RunContext:
     """Everything one run needs, read once at its start (ids and plain values only)."""
 
@@ -217,17 +224,34 @@ class RunContext:
         return counts
 
     def call(self, function, *args, record_level: bool = False):
-        """A connector call: never inside a database transaction; errors become RunFailed (or RecordLevel)."""
-        db.session.commit()
-        if time.monotonic() - self.beat > HEARTBEAT_SECONDS:  # long batches (e.g. isolating a bad record)
-            if not runs.heartbeat(self.run_id):
+        """A connector call: never inside a database transaction; errors become RunFailed (or RecordLevel).
+
+        Cooperative cancellation: when the last heartbeat is older than ``SYNC_CANCEL_CHECK_SECONDS`` (default
+        5 s), runs.mark_alive's conditional UPDATE goes into the pending transaction; when it finds the run no
+        longer ``running`` (reaped meanwhile), that transaction is rolled back instead of committed (a batch's
+        journal of ERP writes about to be sent included) and RunAbandoned stops the run without writing more.
+        The run budget: ``SYNC_RUN_BUDGET`` seconds (default 3600) from the run's start; past it the run fails
+        with a readable RunFailed (the engine rolls back what is pending), and the call itself gets only the
+        budget left (``client.deadline``), so an answer still awaited is cut off when the budget runs out.
+        """
+        config = current_app.config
+        if time.monotonic() - self.beat > min(HEARTBEAT_SECONDS, float(config.get("SYNC_CANCEL_CHECK_SECONDS", 5))):
+            if not runs.mark_alive(self.run_id):
+                db.session.rollback()
                 raise RunAbandoned()
             self.beat = time.monotonic()
+        budget = float(config.get("SYNC_RUN_BUDGET", 3600))
+        left = budget - (utcnow() - self.started_at).total_seconds()
+        if left <= 0:
+            raise _over_budget(budget)
+        db.session.commit()
         before = len(self.client.warnings)
         try:
-            with GcPaused.resumed():  # never paused while waiting on the network
+            with GcPaused.resumed(), self.client.deadline(left):  # never paused while waiting on the network
                 return function(*args)
         except ConnectorError as exc:
+            if exc.error_code == "TIMEOUT" and (utcnow() - self.started_at).total_seconds() >= budget:
+                raise _over_budget(budget) from exc
             if record_level and is_record_level(exc):
                 raise RecordLevel(exc) from exc
             raise run_failed(exc) from exc
@@ -268,7 +292,7 @@ def make_run_client(connection: Connection) -> ConnectorClient:
         return dict(info) if asked == guid else None
 
     return make_client(connection.connector.url, connector_token(connection.connector), resend_config=resend,
-                       retries=setting("SYNC_CONNECTOR_RETRIES", DEFAULT_CONNECTOR_RETRIES))
+                       retries=setting("SYNC_CONNECTOR_RETRIES", DEFAULT_CONNECTOR_RETRIES), name=connection.name)
 
 
 def is_record_level(exc: ConnectorError) -> bool:
@@ -278,6 +302,8 @@ def is_record_level(exc: ConnectorError) -> bool:
 
 def run_failed(exc: ConnectorError) -> RunFailed:
     message = exc.user_message
-    if exc.transient:
+    if exc.error_code in GUARD_CODES:  # refused before any attempt (the breaker is open)
+        message = f"{message} Nothing was sent; the next run tries again."
+    elif exc.transient:
         message = f"{message} (gave up after several attempts; the next run tries again)"
     return RunFailed(message, f"[{exc.error_code or '-'}] {exc.tech_message}", exc.transient)

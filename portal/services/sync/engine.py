@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import func, select
 
+from portal.database import utcnow
 from portal.extensions import db
 from portal.models import Connection, Link, LinkStatus, RunKind, RunStatus, SyncRun
 from portal.services.sync import journal, reconcile, runs
@@ -245,31 +248,89 @@ def _record_run(ctx: RunContext) -> None:
     ctx.detail = record_detail(ctx, plan, item)
 
 
-def execute_cycle(run_ids: Sequence[int], *, on_progress=None, followups: bool = True) -> list[RunOutcome]:
-    """Execute runs one after the other, in the order given (``dispatch_due`` gives sync-priority order), then
-    the hub follow-ups: a connection that ran before another run wrote ERP changes into the CRM (or did not run
-    at all) gets a follow-up sync when some of its linked records now have changes to take — so a change pulled
+def execute_cycle(run_ids: Sequence[int], *, on_progress=None, followups: bool = True,
+                  lanes=None) -> list[RunOutcome]:
+    """Execute a cycle of runs in the order given (``dispatch_due`` gives sync-priority order), then the hub
+    follow-ups: a connection that started before another run finished writing ERP changes into the CRM (or did not
+    run at all) gets a follow-up sync when some of its linked records now have changes to take — so a change pulled
     from one ERP reaches the other connections in the same cycle. After a Resync from ERP connection the other
-    connections get a one-way resync of the records it changed."""
-    outcomes = [execute_run(run_id, on_progress=on_progress) for run_id in run_ids]
+    connections get a one-way resync of the records it changed.
+
+    Without ``lanes`` (the command line, tests) the runs execute one after the other in this thread. With lanes
+    (the scheduler: ``lanes.submit(connection_id, function) -> Future | None``, one lane per connection) they are
+    started in that order, each in its connection's lane, and run side by side: a slow connection holds up only
+    itself. A connection whose lane is still busy (its previous run has not let go) is skipped for this cycle —
+    its run stays queued and the dispatcher hands it out again later (outcome status ``skipped``)."""
+    if lanes is None:
+        outcomes = [execute_run(run_id, on_progress=on_progress) for run_id in run_ids]
+    else:
+        outcomes = _in_lanes(list(run_ids), lanes, on_progress)
     if followups:
-        outcomes += run_followups(outcomes, on_progress)
+        outcomes += run_followups(outcomes, on_progress, lanes=lanes)
     return outcomes
 
 
-def run_followups(outcomes: list[RunOutcome], on_progress=None) -> list[RunOutcome]:
-    """The hub follow-ups of a cycle (see ``execute_cycle``); returns their outcomes."""
-    writers = [(index, o) for index, o in enumerate(outcomes) if o.wrote_crm and o.connection_id]
+def _in_lanes(run_ids: list[int], lanes, on_progress) -> list[RunOutcome]:
+    """Start every run in its connection's lane, in the order given, and wait for them all."""
+    connection_of = dict(db.session.execute(select(SyncRun.id, SyncRun.connection_id)
+                                            .where(SyncRun.id.in_(run_ids))).all()) if run_ids else {}
+    db.session.commit()
+    started: list[tuple[int, int | None, object]] = []
+    for run_id in run_ids:
+        connection_id = connection_of.get(run_id)
+        if connection_id is None:
+            started.append((run_id, None, RunOutcome(run_id, status="missing", message="There is no such run.")))
+            continue
+        future = lanes.submit(connection_id, partial(execute_run, run_id, on_progress=on_progress))
+        if future is None:
+            log.debug("sync run %s waits: connection %s is still busy with its previous run", run_id, connection_id)
+            future = RunOutcome(run_id, connection_id, status="skipped",
+                                message="The connection's previous run is still going; this run stays queued.")
+        started.append((run_id, connection_id, future))
+    outcomes = []
+    for run_id, connection_id, future in started:
+        if isinstance(future, RunOutcome):
+            outcomes.append(future)
+            continue
+        try:
+            outcomes.append(future.result())
+        except CancelledError:  # the lane job never started (the scheduler stopped): the run stays queued
+            outcomes.append(RunOutcome(run_id, connection_id, status="skipped",
+                                       message="The scheduler stopped before the run started; it stays queued."))
+        except Exception:  # the lane crashed outside execute_run (which never raises for a run's own failure)
+            log.exception("sync run %s crashed in its lane", run_id)
+            text = "The sync job crashed; details are in the server log."
+            runs.mark_failed(run_id, text)
+            outcomes.append(RunOutcome(run_id, connection_id, status=RunStatus.FAILED, message=text, error=text))
+    return outcomes
+
+
+def run_followups(outcomes: list[RunOutcome], on_progress=None, *, lanes=None) -> list[RunOutcome]:
+    """The hub follow-ups of a cycle (see ``execute_cycle``); returns their outcomes.
+
+    A connection needs one when a run of another connection wrote into the CRM and finished after this
+    connection's (latest) run of the cycle started — its CRM pass only reads records saved before it started — or
+    when it did not run in the cycle. Run one after the other this is "every connection that ran before the
+    writer"; run side by side (lanes) it also covers runs that overlapped. Then only if it has pending CRM changes
+    (or, after a Resync from ERP connection, as a one-way resync of what that resync changed)."""
+    writers = [o for o in outcomes if o.wrote_crm and o.connection_id]
     if not writers:
         return []
-    last_index = {o.connection_id: index for index, o in enumerate(outcomes) if o.connection_id}
+    finished = dict(db.session.execute(select(SyncRun.id, SyncRun.finished_at)
+                                       .where(SyncRun.id.in_([o.run_id for o in writers]))).all())
+    now = utcnow()
+    started: dict[int, datetime] = {}
+    for o in outcomes:
+        if o.connection_id and o.started_at is not None:
+            started[o.connection_id] = max(started.get(o.connection_id, o.started_at), o.started_at)
     requests: list[tuple[int, str, dict]] = []
     for connection in runs.syncable_connections():
-        after = [(i, o) for i, o in writers if i > last_index.get(connection.id, -1)
-                 and o.connection_id != connection.id]
+        since = started.get(connection.id)
+        after = [o for o in writers if o.connection_id != connection.id
+                 and (since is None or (finished.get(o.run_id) or now) >= since)]
         if not after:
             continue
-        resync = [o for _i, o in after if o.kind == RunKind.RESYNC_FROM_ERP and o.started_at is not None]
+        resync = [o for o in after if o.kind == RunKind.RESYNC_FROM_ERP and o.started_at is not None]
         if resync:
             since = min(o.started_at for o in resync)
             requests.append((connection.id, RunKind.RESYNC_FROM_CRM,
@@ -277,16 +338,18 @@ def run_followups(outcomes: list[RunOutcome], on_progress=None) -> list[RunOutco
                               "no_blank": bool(_run_option(resync[0].run_id, "no_blank"))}))
         elif pending_crm_changes(connection.id):
             requests.append((connection.id, RunKind.SYNC, {}))
-    result = []
+    created = []
     for connection_id, kind, options in requests:
         try:
-            run, created = runs.request_run(connection_id, kind=kind, trigger="hub", requested_by="hub",
-                                            options=options)
+            run, made = runs.request_run(connection_id, kind=kind, trigger="hub", requested_by="hub",
+                                         options=options, own=True)
         except runs.RunError:
             continue
-        if created:
-            result.append(execute_run(run.id, on_progress=on_progress))
-    return result
+        if made:
+            created.append(run.id)
+    if lanes is not None:
+        return _in_lanes(created, lanes, on_progress)
+    return [execute_run(run_id, on_progress=on_progress) for run_id in created]
 
 
 def _run_option(run_id: int, name: str):

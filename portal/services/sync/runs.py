@@ -3,9 +3,10 @@
 Every sync is a ``SyncRun`` row: ``queued -> running -> succeeded | partial | failed``. At most one queued-or-running
 run exists per connection — the partial unique index ``uq_sync_run_one_active`` enforces it, so
 ``request_run`` is idempotent: a second request gets the run that is already active. A worker claims a run with a
-conditional UPDATE (``queued -> running``, rowcount must be 1), heartbeats after every batch, and the reaper fails
-runs whose heartbeat stopped (the process died) as abandoned; the next run redoes their work, which is safe because
-a sync is idempotent.
+conditional UPDATE (``queued -> running``, rowcount must be 1) and records itself as the run's owner
+(``SyncRun.worker``, see ``owner.py``), heartbeats after every batch, and the reaper fails runs whose heartbeat
+stopped — or, at once, runs whose owner process on this host is gone — as abandoned; the next run redoes their
+work, which is safe because a sync is idempotent.
 
 Also here: the periodic dispatcher (``dispatch_due``), log retention (``prune_log``) and the queries behind the
 Show log pages. Nothing here calls a connector; ``portal.services.sync.engine`` executes runs.
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from portal.database import utcnow
+from portal.database import MAX_INT, utcnow
 from portal.extensions import db
 from portal.models import (
     ACTIVE_RUN_STATUSES,
@@ -37,10 +38,11 @@ from portal.models import (
 )
 from portal.services.bootstrap import sync_settings
 from portal.services.connectors import ServiceError
+from portal.services.sync import owner
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 300  # a running run whose heartbeat is older than this is abandoned
+LEASE_SECONDS = owner.LEASE_SECONDS  # a running run whose heartbeat is older than this is abandoned
 STALE_QUEUED_SECONDS = 30  # a queued run nothing picked up for this long is handed out again by the dispatcher
 MIN_RETENTION_DAYS = 1
 MAX_RETENTION_DAYS = 3650
@@ -141,13 +143,15 @@ def submit(run_ids) -> bool:
 
 
 def request_run(connection_id: int, *, kind: str = RunKind.SYNC, trigger: str = "manual", requested_by=None,
-                options: dict | None = None) -> tuple[SyncRun, bool]:
+                options: dict | None = None, own: bool = False) -> tuple[SyncRun, bool]:
     """Queue a run for the connection, or return the run already active on it: ``(run, created)``.
 
     Idempotent and race-free: the partial unique index admits one queued-or-running run per connection, so of
     many simultaneous requests exactly one inserts and the others get that run back. Commits the session.
     Raises RunRefused when the connection does not exist or is deleted (inactive connections are refused for
-    every kind except an import).
+    every kind except an import). ``own=True``: this process executes the run itself next (the command line, hub
+    follow-ups), so it is recorded as the queued run's owner — if the process dies before claiming it, the reaper
+    fails it at once instead of leaving it queued.
     """
     connection = db.session.get(Connection, connection_id)
     if connection is None or connection.deleted:
@@ -162,7 +166,7 @@ def request_run(connection_id: int, *, kind: str = RunKind.SYNC, trigger: str = 
             return existing, False
         run = SyncRun(connection_id=connection_id, kind=str(kind), trigger=str(trigger)[:16], requested_by_id=user_id,
                       requested_by_label=label, status=RunStatus.QUEUED, options=dict(options or {}), counts={},
-                      created_at=utcnow())
+                      created_at=utcnow(), worker=owner.this_worker() if own else None)
         db.session.add(run)
         try:
             db.session.commit()
@@ -181,23 +185,31 @@ def request_run(connection_id: int, *, kind: str = RunKind.SYNC, trigger: str = 
 
 
 def claim(run_id: int) -> bool:
-    """queued -> running with a conditional UPDATE: True only for the one caller whose UPDATE matched."""
+    """queued -> running with a conditional UPDATE: True only for the one caller whose UPDATE matched, which is
+    recorded as the run's owner (``worker``: host, pid)."""
     now = utcnow()
     result = db.session.execute(
         update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
-        .values(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now)
+        .values(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=owner.this_worker())
         .execution_options(synchronize_session=False))
     db.session.commit()
     return result.rowcount == 1
 
 
-def heartbeat(run_id: int, **values) -> bool:
-    """Record liveness (and progress values); False when the run is no longer running (e.g. reaped)."""
+def mark_alive(run_id: int, **values) -> bool:
+    """The heartbeat's conditional UPDATE in the pending transaction, not committed: False when the run is no
+    longer running (e.g. reaped), so the caller can roll back what it was about to commit."""
     values["heartbeat_at"] = utcnow()
     result = db.session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
                                 .values(**values).execution_options(synchronize_session=False))
-    db.session.commit()
     return result.rowcount == 1
+
+
+def heartbeat(run_id: int, **values) -> bool:
+    """Record liveness (and progress values); False when the run is no longer running (e.g. reaped)."""
+    alive = mark_alive(run_id, **values)
+    db.session.commit()
+    return alive
 
 
 def finish(run_id: int, status: str, *, message: str = "", error: str = "", counts: dict | None = None,
@@ -234,24 +246,9 @@ def mark_failed(run_id: int, error: str) -> None:
 
 
 def reap_stale(now: datetime | None = None, lease_seconds: int = LEASE_SECONDS) -> int:
-    """Fail running runs whose heartbeat is older than the lease (their process died or hung): abandoned.
-
-    Their work is redone by the next run: cursors only move after the changes they cover were applied, and every
-    record is written to the CRM together with its link in one transaction.
-    """
-    now = now or utcnow()
-    cutoff = now - timedelta(seconds=lease_seconds)
-    stale = or_(SyncRun.heartbeat_at < cutoff, SyncRun.heartbeat_at.is_(None) & (SyncRun.started_at < cutoff))
-    result = db.session.execute(
-        update(SyncRun).where(SyncRun.status == RunStatus.RUNNING, stale)
-        .values(status=RunStatus.FAILED, finished_at=now,
-                error=f"Abandoned: no sign of life for more than {lease_seconds // 60 or 1} minute(s) (the process "
-                      "running it stopped). The next run completes the work.")
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    if result.rowcount:
-        log.warning("reaped %d abandoned sync run(s)", result.rowcount)
-    return result.rowcount or 0
+    """Fail abandoned runs (``owner.reap_abandoned``: owner process gone, or heartbeat older than the lease): the
+    scheduler's job and the startup hooks. Returns the number of runs reaped."""
+    return len(owner.reap_abandoned(now, lease_seconds))
 
 
 # ---------------------------------------------------------------------------------------------- dispatching
@@ -400,7 +397,7 @@ def change_query(filters: ChangeFilter):
         stmt = stmt.where(SyncChange.crm_type == filters.crm_type)
     text = (filters.record or "").strip()
     if text:
-        if text.isdigit():
+        if text.isdigit() and int(text) <= MAX_INT:
             stmt = stmt.where(or_(SyncChange.crm_id == int(text), SyncChange.erp_key == text))
         else:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
