@@ -1,16 +1,15 @@
 """The ERP Sync Portal: ``create_app()`` wires configuration, extensions, blueprints and commands.
 
 The scheduler is never started here (see wsgi.py and jobs/scheduler.py), so CLI commands and tests
-never run background jobs.
+never run background jobs. ``reap_at_startup(app)`` is the startup hook wsgi.py calls in every web process.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask
 
 from portal.config import STATIC_CONFIG, load_config
 from portal.extensions import csrf, db, migrate
@@ -25,7 +24,9 @@ def create_app(overrides: dict | None = None, environ: dict | None = None) -> Fl
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    from portal.security import files, headers, params, passwords
+
+    files.private_dir(app.instance_path)  # 0700: databases, keys and connector state live here
     app.config.update(STATIC_CONFIG)
     app.config.update(load_config(app.instance_path, environ))
     app.config["INSTANCE_PATH"] = app.instance_path
@@ -42,40 +43,54 @@ def create_app(overrides: dict | None = None, environ: dict | None = None) -> Fl
     csrf.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "portal" / "migrations"))
 
-    from portal import errors, htmx, templating
+    # Before any blueprint: the bounded <int:> converter is looked up when a rule is added, and the request id
+    # must exist before every other hook (portal/security/params.py, headers.py).
+    headers.init_app(app)
+    params.init_app(app)
+    passwords.init_app(app)
+
+    from portal import demo_erp, errors, htmx, templating
     from portal.admin import bp as admin_bp
     from portal.auth import bp as auth_bp
     from portal.crm import bp as crm_bp
-    from portal.demo_erp import bp as demo_erp_bp
     from portal.erp_tab import bp as erp_tab_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(crm_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(erp_tab_bp)
-    app.register_blueprint(demo_erp_bp)
+    # the Demo ERP's pages (admins only) exist only while the demo is on
+    app.jinja_env.globals["demo_erp_enabled"] = demo_erp.enabled(app)
+    if demo_erp.enabled(app):
+        app.register_blueprint(demo_erp.bp)
     errors.init_app(app)
     htmx.init_app(app)
     templating.init_app(app)
-
-    @app.before_request
-    def _request_id():
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
-
-    @app.after_request
-    def _security_headers(response):
-        response.headers.setdefault("X-Request-ID", g.get("request_id", ""))
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "frame-ancestors 'none'; form-action 'self'",
-        )
-        return response
 
     from portal.cli import register_commands
 
     register_commands(app)
     return app
+
+
+def reap_at_startup(app: Flask) -> int:
+    """The startup hook of a web process (wsgi.py, before the scheduler starts): fail the sync runs nobody executes
+    any more — their process on this host is gone (a killed ``erp sync``, a crashed web process), or their heartbeat
+    is older than the lease — so nothing waits a minute for the scheduler's reaper, and a process without a
+    scheduler reaps too. A conditional UPDATE per run: safe in every process at once. Skipped when a CLI command
+    loaded wsgi.py (the ``erp`` commands reap for themselves; ``init`` may find no tables yet). Returns the number
+    of runs reaped."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is not None and context.info_name != "run":
+        return 0
+    from portal.services.sync import runs
+
+    with app.app_context():
+        try:
+            return runs.reap_stale()
+        except Exception:  # e.g. a database not initialised yet: the web process starts anyway
+            db.session.rollback()
+            logging.getLogger(__name__).warning("could not reap abandoned sync runs at startup", exc_info=True)
+            return 0

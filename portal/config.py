@@ -37,7 +37,47 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     ),
     "PORTAL_CONNECTOR_TIMEOUT": ("30", "seconds to wait for a connector answer (connect timeout is 5 s)"),
     "PORTAL_CONNECTOR_MAX_BYTES": ("10485760", "largest connector answer accepted, in bytes"),
+    "PORTAL_SYNC_RUN_BUDGET": (
+        "3600",
+        "seconds a sync run may take; past it the run is stopped at its next connector call (the next run "
+        "carries on)",
+    ),
+    "PORTAL_BREAKER_FAILURES": (
+        "5",
+        "consecutive failed calls (timeouts, unreachable, 5xx) after which a connection's calls fail fast for a "
+        "cool-down",
+    ),
+    "PORTAL_BREAKER_COOLDOWN": (
+        "30",
+        "seconds before one probe call may go to a connection whose breaker opened; doubles after each failed "
+        "probe, up to 5 minutes",
+    ),
+    "PORTAL_ERP_TAB_CONCURRENCY": (
+        "2",
+        "ERP tab calls in flight per connection; one more is answered at once with \"the ERP is slow\"",
+    ),
+    "PORTAL_ERP_TAB_MAX_INFLIGHT": (
+        "4",
+        "ERP tab calls in flight over all connections (keep it below the web server's threads)",
+    ),
+    "PORTAL_ERP_TAB_CACHE_SECONDS": (
+        "10",
+        "seconds the ERP tab's live values of an actor are reused (0 = off); Sync now and writes refresh them",
+    ),
     "PORTAL_SECURE_COOKIES": ("off", "on/off: mark session cookies Secure (turn on behind HTTPS)"),
+    "PORTAL_SESSION_MAX_HOURS": (
+        "12",
+        "hours a sign-in lasts at most, however active the user is (idle sessions end after 8 hours)",
+    ),
+    "PORTAL_RATELIMIT_STORAGE_URI": (
+        "memory://",
+        "where rate-limit counters live; memory:// is per process — with several processes use a shared one, "
+        "e.g. redis://host:6379",
+    ),
+    "PORTAL_RATELIMIT_LOGIN": ("10/minute", "sign-in attempts per account and client address"),
+    "PORTAL_RATELIMIT_LOGIN_ADDRESS": ("30/minute", "sign-in attempts per client address, whatever the account"),
+    "PORTAL_RATELIMIT_ERP_SEARCH": ("60/minute", "ERP searches (Connect dialog, simple and advanced) per user"),
+    "PORTAL_RATELIMIT_TEST_CONNECTION": ("10/minute", "ERP connection tests per admin"),
     "PORTAL_LOG_LEVEL": ("INFO", "logging level of the portal's own loggers"),
     "PORTAL_DEMO_ERP_DB": (None, "path of the Demo ERP's SQLite database; default instance/demo_erp.db"),
 }
@@ -61,6 +101,38 @@ def env_int(name: str, value: str, minimum: int = 0) -> int:
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return number
+
+
+def env_rate(name: str, value: str) -> str:
+    """A rate limit such as ``10/minute`` or ``100 per hour`` (several joined by ``;``)."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as 10/minute, not {value!r}") from None
+    return value
+
+
+def env_storage_uri(name: str, value: str) -> str:
+    from limits.storage import SCHEMES
+
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"{name} must be a storage URI such as memory:// or redis://host:6379, not {value!r}")
+    return value
+
+
+def check_admin_password(password: str | None, email: str | None) -> None:
+    """PORTAL_ADMIN_PASSWORD must pass the password policy: the portal refuses to start otherwise."""
+    if not password:
+        return
+    from portal.security.password_policy import problem
+
+    message = problem(password, email=email)
+    if message:
+        raise ConfigError(f"PORTAL_ADMIN_PASSWORD is refused: {message} Set a stronger one, or leave it unset to "
+                          "have a password generated and printed once.")
 
 
 def _read_or_create(path: Path, make) -> str:
@@ -103,6 +175,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
     keys = get("PORTAL_ENCRYPTION_KEYS") or _read_or_create(
         instance / "encryption_keys", lambda: Fernet.generate_key().decode()
     )
+    check_admin_password(get("PORTAL_ADMIN_PASSWORD"), get("PORTAL_ADMIN_EMAIL"))
     networks = [n.strip() for n in (get("PORTAL_CONNECTOR_ALLOWED_NETWORKS") or "").split(",") if n.strip()]
 
     return {
@@ -116,7 +189,22 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "CONNECTOR_ALLOWED_NETWORKS": networks,
         "CONNECTOR_TIMEOUT": env_int("PORTAL_CONNECTOR_TIMEOUT", get("PORTAL_CONNECTOR_TIMEOUT"), 1),
         "CONNECTOR_MAX_BYTES": env_int("PORTAL_CONNECTOR_MAX_BYTES", get("PORTAL_CONNECTOR_MAX_BYTES"), 1024),
+        "SYNC_RUN_BUDGET": env_int("PORTAL_SYNC_RUN_BUDGET", get("PORTAL_SYNC_RUN_BUDGET"), 60),
+        "BREAKER_FAILURES": env_int("PORTAL_BREAKER_FAILURES", get("PORTAL_BREAKER_FAILURES"), 1),
+        "BREAKER_COOLDOWN": env_int("PORTAL_BREAKER_COOLDOWN", get("PORTAL_BREAKER_COOLDOWN"), 1),
+        "ERP_TAB_CONCURRENCY": env_int("PORTAL_ERP_TAB_CONCURRENCY", get("PORTAL_ERP_TAB_CONCURRENCY"), 1),
+        "ERP_TAB_MAX_INFLIGHT": env_int("PORTAL_ERP_TAB_MAX_INFLIGHT", get("PORTAL_ERP_TAB_MAX_INFLIGHT"), 1),
+        "ERP_TAB_CACHE_SECONDS": env_int("PORTAL_ERP_TAB_CACHE_SECONDS", get("PORTAL_ERP_TAB_CACHE_SECONDS"), 0),
         "SESSION_COOKIE_SECURE": env_bool("PORTAL_SECURE_COOKIES", get("PORTAL_SECURE_COOKIES")),
+        "SESSION_MAX_HOURS": env_int("PORTAL_SESSION_MAX_HOURS", get("PORTAL_SESSION_MAX_HOURS"), 1),
+        # Flask-Limiter's own setting (portal/security/limits.py)
+        "RATELIMIT_STORAGE_URI": env_storage_uri("PORTAL_RATELIMIT_STORAGE_URI",
+                                                 get("PORTAL_RATELIMIT_STORAGE_URI")),
+        "LIMIT_LOGIN": env_rate("PORTAL_RATELIMIT_LOGIN", get("PORTAL_RATELIMIT_LOGIN")),
+        "LIMIT_LOGIN_ADDRESS": env_rate("PORTAL_RATELIMIT_LOGIN_ADDRESS", get("PORTAL_RATELIMIT_LOGIN_ADDRESS")),
+        "LIMIT_ERP_SEARCH": env_rate("PORTAL_RATELIMIT_ERP_SEARCH", get("PORTAL_RATELIMIT_ERP_SEARCH")),
+        "LIMIT_TEST_CONNECTION": env_rate("PORTAL_RATELIMIT_TEST_CONNECTION",
+                                          get("PORTAL_RATELIMIT_TEST_CONNECTION")),
         "LOG_LEVEL": get("PORTAL_LOG_LEVEL"),
         "DEMO_ERP_DB": get("PORTAL_DEMO_ERP_DB") or str(instance / "demo_erp.db"),
     }

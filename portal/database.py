@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 # disk. The web process's scheduler checkpoints in the background instead (jobs.tasks.checkpoint_database, every
 # CHECKPOINT_SECONDS), where it overlaps with everything else; the automatic checkpoint stays as a backstop at a
 # higher mark so the log stays bounded in processes without a scheduler (CLI commands, a scheduler switched off).
+MAX_INT = 2**31 - 1  # PostgreSQL's integer: every id column; pages and counts never come near it
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # ~40 MB of log before a commit checkpoints by itself
 WAL_SIZE_LIMIT_BYTES = 64 * 2**20  # the log file is truncated back to this size when it is reset
 CHECKPOINT_SECONDS = 2
@@ -30,6 +31,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
+    _owner_only(cursor)  # before journal_mode=WAL creates the -wal and -shm files: they take the database's mode
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -38,6 +40,16 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cursor.close()
     dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
+
+
+def _owner_only(cursor: sqlite3.Cursor) -> None:
+    """Database files are owner-only (0600), whatever the umask: SQLite creates a new file 0644. Runs on each new
+    DBAPI connection (pooled, so rarely); a file this process does not own is left alone with a warning."""
+    from portal.security.files import private_sqlite_files
+
+    for _seq, name, path in cursor.execute("PRAGMA database_list").fetchall():
+        if path and name == "main":
+            private_sqlite_files(path)
 
 
 def unicode_lower(value: object) -> object:

@@ -371,12 +371,15 @@ def ping(url: str, timeout: float = 2.0) -> str | None:
     """Tryton's version string if ``common.server.version`` answers at ``url``, else None."""
     import requests
 
-    try:
-        response = requests.post(url.rstrip("/") + "/rpc/", json={"id": 0, "method": "common.server.version",
-                                                                  "params": []}, timeout=timeout)
+    from portal.security.urlguard import guarded_session
+
+    try:  # the portal's one guarded transport, like every outbound request (no proxy, no redirect)
+        with guarded_session() as session:
+            response = session.post(url.rstrip("/") + "/rpc/", json={"id": 0, "method": "common.server.version",
+                                                                     "params": []}, timeout=timeout)
         if response.status_code == 200:
             return response.json().get("result")
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError):  # UrlNotAllowed is a ValueError
         return None
     return None
 

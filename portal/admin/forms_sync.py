@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
 
 from portal.models.erp import CONFLICT_POLICY_LABELS
 
@@ -10,8 +10,14 @@ class ConnectorForm(FlaskForm):
     url = StringField("URL of sync connector",
                       validators=[DataRequired("Enter the URL of the sync connector."), Length(max=1023)],
                       description="http(s)://host/path of the connector, or builtin:demo for the Demo ERP")
-    token = PasswordField("Access token (optional)", validators=[Length(max=500)],
-                          description="Sent as a bearer token. Leave blank to keep the stored one.")
+    # An HTTP header carries it: visible ASCII only (a space, a control character or a letter beyond Latin-1
+    # cannot be sent and would fail every call).
+    token = PasswordField("Access token (optional)",
+                          validators=[Length(max=500),
+                                      Regexp(r"^\s*[\x21-\x7e]*\s*$", message="The token may hold visible ASCII "
+                                             "characters only (letters, digits and punctuation; no spaces).")],
+                          description="Sent as a bearer token. Leave blank to keep the stored one (with a new URL, "
+                                      "type it again: a stored token is never sent to a new address).")
     clear_token = BooleanField("Remove the stored token")
 
 

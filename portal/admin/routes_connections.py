@@ -3,9 +3,10 @@ test, refresh fields, soft delete and restore."""
 
 from __future__ import annotations
 
-import contextlib
+import re
+import secrets as secrets_module
 
-from flask import render_template, request, url_for
+from flask import g, render_template, request, url_for
 from sqlalchemy import select
 
 from portal.admin import bp
@@ -14,7 +15,7 @@ from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector, User, UserGroup
 from portal.models.erp import ConflictPolicy
-from portal.security import crypto
+from portal.security import crypto, limits
 from portal.services import connections as service
 from portal.services.connectors import ServiceError
 from portal.web import audit_ctx, get_or_404
@@ -40,6 +41,21 @@ def _scope_from_form() -> service.Scope:
     return scope
 
 
+def _form_nonce() -> str:
+    """Identifies one new-connection form across its steps (sealed secrets are bound to it): the posted one when it
+    looks like ours, else a fresh one. Not a secret: binding to it only keeps two forms apart."""
+    if "connection_form_nonce" not in g:
+        posted = request.form.get("form_nonce", "")
+        g.connection_form_nonce = posted if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", posted) else \
+            secrets_module.token_urlsafe(18)
+    return g.connection_form_nonce
+
+
+def _binding(connector: Connector, connection: Connection | None, fields: list[dict], values: dict) -> dict:
+    ref = connection.guid if connection is not None else f"new:{_form_nonce()}"
+    return service.seal_binding(connector, ref, fields, values, getattr(audit_ctx()["actor"], "id", None))
+
+
 def _render(form: ConnectionForm, connector: Connector | None, connection: Connection | None, *,
             values: dict | None = None, config_errors: dict | None = None, test_result=None,
             scope: service.Scope | None = None, status: int = 200, load_error: str | None = None):
@@ -59,14 +75,25 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
         else:
             user_name = getattr(audit_ctx()["actor"], "name", "")
             values = {f["FieldKey"]: service.default_for(f, user_name=user_name, lists=lists) for f in fields}
+    moved = bool(connection is not None and service.moved_addresses(fields, stored, values))
     # Secrets never travel back to the browser in clear: a typed-in (not yet saved) secret is carried between
-    # Test and OK only as a Fernet token, so the admin does not have to type it twice.
+    # Test and OK only sealed — bound to this connection (or this new-connection form), its field, the connector
+    # and the addresses it was typed for, for SEALED_SECRET_TTL — so the admin does not have to type it twice.
     shown = {k: v for k, v in values.items() if k not in secret_keys}
-    sealed = {k: crypto.encrypt(str(values[k])) for k in secret_keys
-              if values.get(k) not in (None, "") and values.get(k) != stored.get(k)}
+    sealed = {}
+    if connector is not None:
+        binding = _binding(connector, connection, fields, values)
+        sealed = {k: service.seal_secret(str(values[k]), binding, k) for k in secret_keys
+                  if values.get(k) not in (None, "") and (moved or values.get(k) != stored.get(k))}
+    reenter = set(service.secrets_to_reenter(connection))
+    if request.method == "GET" and reenter and not config_errors:
+        config_errors = {k: "Cleared when the sync connector's address changed: enter it again." for k in reenter
+                         if k in secret_keys}
     context = dict(
         form=form, connector=connector, connection=connection, fields=fields, lists=lists, values=shown,
-        stored_secrets={k for k in secret_keys if stored.get(k) or values.get(k)}, sealed_secrets=sealed,
+        stored_secrets={k for k in secret_keys if (stored.get(k) and not moved) or values.get(k)},
+        sealed_secrets=sealed, reenter_secrets=reenter - set(sealed),
+        form_nonce=_form_nonce() if connection is None else "",
         config_errors=config_errors or {}, test_result=test_result, load_error=load_error,
         locked=bool(connection and connection.active), scope=scope or service.scope_of(connection),
         users=db.session.scalars(select(User).where(User.is_active.is_(True)).order_by(User.name)).all(),
@@ -74,6 +101,45 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
     )
     template = "admin/connections/_form.html" if wants_partial() else "admin/connections/form.html"
     return render_template(template, **context), status
+
+
+def _label(fields: list[dict], key: str) -> str:
+    return next((f.get("DisplayName") or key for f in fields if f["FieldKey"] == key), key)
+
+
+def _secrets_from_form(connector: Connector, connection: Connection | None, fields: list[dict],
+                       stored: dict) -> tuple[dict, dict[str, str]]:
+    """The secrets this post may use without the admin typing them (``kept``) and the fields that must be typed
+    again (errors by FieldKey). A typed value always wins; a sealed one opens only with the same binding (else
+    "Enter the password again", never a decryption); a stored one is kept unless an address of the connection
+    changed in this post, or it was cleared when the connector's address changed."""
+    secret_keys = service.secret_keys(fields)
+    submitted = service.submitted_values(fields, request.form)
+    moved = service.moved_addresses(fields, stored, submitted) if connection is not None else []
+    reenter = set(service.secrets_to_reenter(connection))
+    kept = {k: v for k, v in stored.items() if not (moved and k in secret_keys)}
+    binding = _binding(connector, connection, fields, submitted)
+    errors: dict[str, str] = {}
+    for key in sorted(secret_keys):
+        if request.form.get(f"cfg_{key}"):
+            continue
+        token = request.form.get(f"sealed_{key}")
+        if token:
+            kept.pop(key, None)
+            try:
+                kept[key] = service.open_secret(token, binding, key)
+            except crypto.SealedValueExpired:
+                minutes = max(1, crypto.sealed_ttl() // 60)
+                errors[key] = f"Enter the password again: what you typed is kept for {minutes} minutes only."
+            except crypto.SecretError:
+                errors[key] = "Enter the password again."
+        elif moved and stored.get(key) not in (None, ""):
+            where = ", ".join(_label(fields, k) for k in moved)
+            errors[key] = (f"Enter the password again: {where} changed, and a stored password is never sent to "
+                           "a new address.")
+        elif key in reenter:
+            errors[key] = "Enter the password again: it was cleared when the sync connector's address changed."
+    return kept, errors
 
 
 def _load_form(connection: Connection | None) -> tuple[ConnectionForm, Connector | None]:
@@ -101,7 +167,7 @@ def _handle_post(connection: Connection | None):
     form, connector = _load_form(connection)
     scope = _scope_from_form()
     if connector is None:
-        form.connector_id.errors.append("Add a sync connector first.")
+        form.connector_id.errors = ["Add a sync connector first."]  # a tuple until the form is validated
         return _render(form, None, connection, scope=scope, status=422)
     action = request.form.get("action", "save")
     try:
@@ -110,14 +176,11 @@ def _handle_post(connection: Connection | None):
     except ServiceError as exc:
         return _render(form, connector, connection, scope=scope, status=422, load_error=exc.message)
     stored = service.full_config(connection) if connection is not None else {}
-    kept = dict(stored)
-    for key in service.secret_keys(fields):
-        token = request.form.get(f"sealed_{key}")
-        if token:
-            # A foreign or stale token is ignored: the admin types the secret again.
-            with contextlib.suppress(crypto.SecretError):
-                kept[key] = crypto.decrypt(token)
+    kept, secret_errors = _secrets_from_form(connector, connection, fields, stored)
     values, config_errors = service.collect_config(fields, request.form, kept, lists)
+    for key, message in secret_errors.items():
+        values.pop(key, None)
+        config_errors[key] = message
     if connection is not None and connection.active:
         values, config_errors = stored, {}  # config fields are locked while active: ignore what was sent
     form_ok = form.validate()
@@ -125,8 +188,9 @@ def _handle_post(connection: Connection | None):
         return _render(form, connector, connection, values=values, config_errors=config_errors, scope=scope,
                        status=422)
     if action == "test":
+        limits.check(limits.test_connection)
         result = service.test_config(connector, values)
-        form.test_token.data = service.test_token(connector.id, values) if result.ok else ""
+        form.test_token.data = service.test_token(connector, values) if result.ok else ""
         return _render(form, connector, connection, values=values, test_result=result, scope=scope,
                        status=200 if result.ok else 422)
     try:
@@ -188,6 +252,7 @@ def connection_deactivate(connection_id: int):
 
 
 @bp.route("/connections/<int:connection_id>/test", methods=["POST"])
+@limits.test_connection
 def connection_test(connection_id: int):
     connection = get_or_404(Connection, connection_id)
     result = service.test_saved_connection(connection, **audit_ctx())

@@ -39,6 +39,7 @@ def connector_edit(connector_id: int):
     if request.method == "GET":
         form.token.data = ""
     if form.validate_on_submit():
+        moved = connector_service.url_changed(connector.url, form.url.data)
         try:
             connector_service.save_connector(connector, name=form.name.data, url=form.url.data,
                                              token=form.token.data, clear_token=form.clear_token.data,
@@ -46,7 +47,13 @@ def connector_edit(connector_id: int):
         except ServiceError as exc:
             getattr(form, exc.field or "url").errors.append(exc.message)
         else:
-            toast("success", f"Sync connector {connector.name} saved.")
+            cleared = [c.name for c in connector_service.connections_needing_secrets(connector)] if moved else []
+            if cleared:
+                toast("warning", f"Sync connector {connector.name} saved. Its address changed, so the stored "
+                                 f"passwords of {', '.join(cleared)} were cleared and those connections are "
+                                 "inactive: enter the passwords again in Configure, test and activate.")
+            else:
+                toast("success", f"Sync connector {connector.name} saved.")
             return redirect_for(url_for("admin.sync"))
     return _form_page(form, connector)
 

@@ -7,7 +7,7 @@ read from the database (the polling endpoint never calls a connector).
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from flask import abort, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -44,6 +44,8 @@ def _filters() -> tuple[ChangeFilterForm, runs.ChangeFilter]:
     form.validate()
     since = form.since.data if not form.since.errors else None
     until = form.until.data if not form.until.errors else None
+    if until is not None and until >= date.max:  # "to 9999-12-31" is no limit (the day after overflows)
+        until = None
     connection_id = form.connection.data if not form.connection.errors else 0
     filters = runs.ChangeFilter(
         connection_id=connection_id or None,

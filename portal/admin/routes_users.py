@@ -1,18 +1,21 @@
 """Settings → Users and Groups (admins only: the admin blueprint checks the role before every request).
 
-Users are never deleted, only deactivated. The rules (unique e-mail, password length, last active admin)
-are portal/services/users.py's; every change is audited there in the same transaction.
+Users are never deleted, only deactivated. The rules (unique e-mail, the password policy, last active admin)
+are portal/services/users.py's; every change is audited there in the same transaction. A new password, role,
+licence or active state ends every session of the user (portal/auth/sessions.py); so does "Sign out everywhere".
+An admin acting on their own account stays signed in in the browser they act from.
 """
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.routing import BuildError
 
 from portal.admin import bp
 from portal.admin.forms_users import GroupForm, UserForm
+from portal.auth import sessions
 from portal.extensions import db
 from portal.htmx import hx_trigger, redirect_for, toast, wants_partial
 from portal.models import User, UserGroup
@@ -20,6 +23,7 @@ from portal.services.users import (
     UserError,
     create_user,
     delete_group,
+    end_sessions,
     licence_count,
     save_group,
     set_erp_licence,
@@ -58,6 +62,12 @@ def _settings_nav():
 
 def _field_error(form, exc: UserError) -> None:
     apply_form_errors(form, {exc.field or "": str(exc)})
+
+
+def _keep_own_session(user: User) -> None:
+    """The epoch of ``user`` moved: when it is the acting admin, this browser stays signed in (the others not)."""
+    if g.get("user") is not None and g.user.id == user.id and user.is_active:
+        sessions.stamp(user)
 
 
 def _group_choices() -> list[tuple[int, str]]:
@@ -131,6 +141,7 @@ def user_edit(user_id: int):
             db.session.rollback()
             _field_error(form, exc)
         else:
+            _keep_own_session(user)
             flash(f"User {user.email} saved.", "success")
             return redirect_for(url_for("admin.user_list"))
     return _render_user_form(form, user)
@@ -143,9 +154,25 @@ def user_licence(user_id: int):
     wanted = request.form.get("erp_licence")
     licensed = (not user.erp_licence) if wanted is None else wanted.lower() in ("1", "on", "true", "yes")
     set_erp_licence(user, licensed, **audit_ctx())
+    _keep_own_session(user)
     message = f"ERP Sync licence {'assigned to' if licensed else 'removed from'} {user.name}."
     if wants_partial():
         hx_trigger("licences-changed")
+        toast("success", message)
+        return render_template("admin/users/_user_row.html", user=user)
+    flash(message, "success")
+    return redirect(url_for("admin.user_list"))
+
+
+@bp.route("/users/<int:user_id>/sign-out", methods=["POST"])
+def user_sign_out(user_id: int):
+    """Sign the user out everywhere (a lost laptop, a shared password): every session of theirs is refused from the
+    next request on. Answers the row for htmx."""
+    user = get_or_404(User, user_id)
+    end_sessions(user, **audit_ctx())
+    _keep_own_session(user)
+    message = f"{user.name} is signed out everywhere" + (" else." if user.id == g.user.id else ".")
+    if wants_partial():
         toast("success", message)
         return render_template("admin/users/_user_row.html", user=user)
     flash(message, "success")

@@ -1,18 +1,28 @@
-"""Login, logout and the app-wide rule that every page but login needs a signed-in user."""
+"""Login, logout, the account page and the app-wide rule that every page but login needs a signed-in user.
+
+Sessions are revocable (portal/auth/sessions.py): each request checks the session's epoch against the user's and
+its absolute lifetime. Sign-in is rate limited per account+address and per address, and its failures are audited
+at most once a minute per account+address (portal/security/limits.py).
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask_limiter import RateLimitExceeded
 from sqlalchemy import func, select
 
-from portal.auth import bp
-from portal.auth.forms import LoginForm
+from portal.auth import bp, sessions
+from portal.auth.forms import LoginForm, PasswordChangeForm
 from portal.extensions import db
-from portal.htmx import hx_redirect, is_htmx
+from portal.htmx import hx_redirect, is_htmx, redirect_for, wants_partial
 from portal.models import User
+from portal.security import limits
 from portal.services import audit
+from portal.services.users import UserError, change_own_password, end_sessions
+from portal.web import apply_form_errors, audit_ctx
 
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
 # A constant-time-ish answer for unknown e-mails: check against a real hash so timing does not tell.
@@ -31,11 +41,16 @@ def _safe_next(target: str | None) -> str | None:
 @bp.before_app_request
 def load_user():
     user_id = session.get("user_id")
-    g.user = db.session.get(User, user_id) if user_id else None
-    if g.user is not None and not g.user.is_active:
+    user = db.session.get(User, user_id) if user_id else None
+    ended = user_id is not None and not sessions.valid(user)
+    if ended:
+        # Signed out elsewhere, password/role/licence changed, deactivated, or past its absolute lifetime.
         session.clear()
-        g.user = None
+        user = None
+    g.user = user
     if g.user is None and request.endpoint not in PUBLIC_ENDPOINTS and request.endpoint is not None:
+        if ended:
+            flash("Your session has ended. Please sign in again.", "info")
         target = request.full_path if request.method == "GET" else None
         if is_htmx():
             # Never a 302 to htmx: the login page would be swapped into the panel.
@@ -45,7 +60,26 @@ def load_user():
         return redirect(url_for("auth.login", next=_safe_next(target.rstrip("?") if target else None)))
 
 
+def _ip() -> str:
+    return request.remote_addr or ""
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many(error: RateLimitExceeded):
+    """Past a sign-in limit: the sign-in page again, with the wait above the form (429, Retry-After)."""
+    seconds = limits.retry_after()
+    message = limits.too_many_message(error, seconds)
+    if request.endpoint != "auth.login" or is_htmx():
+        from portal.errors import render_error
+
+        body, status = render_error(429, message)
+        return body, status, {"Retry-After": str(seconds)}
+    return render_template("auth/login.html", form=LoginForm(), notice=message), 429, {"Retry-After": str(seconds)}
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limits.login_per_account
+@limits.login_per_address
 def login():
     form = LoginForm()
     if request.method == "GET":
@@ -56,15 +90,16 @@ def login():
         candidate = user if user is not None else _DUMMY
         password_ok = candidate.check_password(form.password.data)
         if user is not None and user.is_active and password_ok:
-            session.clear()
-            session["user_id"] = user.id
-            session.permanent = True
-            audit.record("auth.login", user, actor=user, request_id=g.request_id, ip=request.remote_addr or "")
+            sessions.start(user)
+            audit.record("auth.login", user, actor=user, request_id=g.request_id, ip=_ip())
             db.session.commit()
             return redirect(_safe_next(form.next.data) or url_for("crm.home"))
-        audit.record("auth.login_failed", object_type="user", object_repr=email[:254], actor=email,
-                     request_id=g.request_id, ip=request.remote_addr or "")
-        db.session.commit()
+        # At most one audit row per account+address a minute: an anonymous visitor cannot fill the audit table.
+        attempts = limits.audit_failed_login(email[:254])
+        if attempts:
+            audit.record("auth.login_failed", object_type="user", object_repr=email[:254], actor=email[:254],
+                         after={"attempts": attempts}, request_id=g.request_id, ip=_ip())
+            db.session.commit()
         # One message for every failure: no hint whether the e-mail exists.
         form.password.errors = ["Invalid e-mail or password."]
         return render_template("auth/login.html", form=form), 422
@@ -74,10 +109,71 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """Sign out — of every session of this user: the epoch moves, so a copy of this cookie is dead too."""
     if g.user is None:
         abort(401)
-    audit.record("auth.logout", g.user, actor=g.user, request_id=g.request_id, ip=request.remote_addr or "")
+    g.user.end_sessions()
+    audit.record("auth.logout", g.user, after={"sessions": "ended"}, actor=g.user, request_id=g.request_id,
+                 ip=_ip())
     db.session.commit()
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The user's own account: sessions and password
+
+
+def _timestamp(value) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _render_account(password_form: PasswordChangeForm, status: int = 200):
+    login_at = session.get("login_at")
+    context = {
+        "password_form": password_form,
+        "signed_in_at": _timestamp(login_at),
+        "session_ends_at": _timestamp(sessions.ends_at(int(login_at)) if login_at else None),
+        "max_hours": sessions.max_age() // 3600,
+    }
+    if wants_partial() and request.method == "POST":
+        return render_template("auth/_password_form.html", **context), status
+    return render_template("auth/account.html", **context), status
+
+
+@bp.route("/account")
+def account():
+    return _render_account(PasswordChangeForm())
+
+
+@bp.route("/account/password", methods=["POST"])
+@limits.password_change
+def change_password():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        try:
+            change_own_password(g.user, current=form.current_password.data, new=form.new_password.data,
+                                **audit_ctx())
+        except UserError as exc:
+            db.session.rollback()
+            apply_form_errors(form, {exc.field or "": str(exc)})
+        else:
+            # Every other session of this user is over; this one carries on in the new epoch.
+            sessions.stamp(g.user)
+            flash("Your password is changed. You were signed out everywhere else.", "success")
+            return redirect_for(url_for("auth.account"))
+    return _render_account(form, 422)
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+def sign_out_everywhere():
+    """End every session of this user in other browsers and devices; this one stays signed in. (Sign out, by
+    contrast, ends them all, this one included.)"""
+    end_sessions(g.user, **audit_ctx())
+    sessions.stamp(g.user)
+    flash("You were signed out in every other browser and device.", "success")
+    return redirect_for(url_for("auth.account"))

@@ -13,16 +13,18 @@ from wtforms import DateField, EmailField, SelectField, StringField, TextAreaFie
 from wtforms.validators import Optional
 
 from portal.models import CrmType, crm_field
+from portal.security.params import MAX_INT
 
 
 def optional_id(value):
-    """Select values: "" -> None, digits -> int, anything else kept so the service can refuse it."""
+    """Select values: "" -> None, digits -> int, anything else kept so the service can refuse it (a number no id
+    can be, beyond ``MAX_INT``, too: it must not reach the database)."""
     if value is None or value == "" or value == "None":
         return None
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() and int(text) <= MAX_INT else text
 
 
 class RequiredMarker:

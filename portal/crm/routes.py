@@ -41,7 +41,7 @@ class Kind:
     def endpoint(self, action: str) -> str:
         return f"crm.{self.prefix}_{action}"
 
-    def url(self, action: str, record=None, **args) -> str:
+    def url(self, action: str, record=None, /, **args) -> str:  # positional-only: ?action=… is a query arg
         if record is not None:
             args[self.id_arg] = record.id
         return url_for(self.endpoint(action), **args)
@@ -151,7 +151,9 @@ def _fill_choices(kind: Kind, form: FlaskForm, record=None) -> None:
 
 
 def _render_form(kind: Kind, form: FlaskForm, record=None):
-    action = kind.url("edit", record) if record is not None else kind.url("create", **request.args.to_dict())
+    # the query (a prefill such as ?company=) is carried to the form's action; url_for's own _options are not
+    carried = {key: value for key, value in request.args.items() if not key.startswith("_")}
+    action = kind.url("edit", record) if record is not None else kind.url("create", **carried)
     return render_form("crm/form.html", "crm/_form.html", form, kind=kind, record=record, action=action,
                        sections=SECTIONS[kind.crm_type])
 

@@ -35,6 +35,7 @@ from portal.erp_tab.forms import (
 from portal.errors import render_error
 from portal.htmx import hx_trigger, toast, vary_on_htmx, wants_partial
 from portal.models import CRM_TYPE_LABELS
+from portal.security import limits
 from portal.services import erp_tab as svc
 
 CRM_TYPE = "<any(company, contact, project):crm_type>"
@@ -136,6 +137,7 @@ def _nonce() -> str:
 
 
 @bp.get(f"{CONN}/connect/<actor_type>/search")
+@limits.erp_search
 def search(crm_type: str, record_id: int, connection_id: int, actor_type: str):
     current = _section(crm_type, record_id, connection_id)
     config = _config(current, actor_type)
@@ -160,6 +162,7 @@ def advanced(crm_type: str, record_id: int, connection_id: int, actor_type: str)
 
 
 @bp.get(f"{CONN}/connect/<actor_type>/advanced/search")
+@limits.erp_search
 def advanced_search(crm_type: str, record_id: int, connection_id: int, actor_type: str):
     current = _section(crm_type, record_id, connection_id)
     config = _config(current, actor_type)

@@ -4,10 +4,10 @@ from enum import StrEnum
 
 from sqlalchemy import Column, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
 from portal.models.base import TimestampMixin
+from portal.security import passwords
 
 
 class Role(StrEnum):
@@ -34,16 +34,23 @@ class User(TimestampMixin, db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
     # The per-user ERP Sync licence seat: the ERP tab shows only to licensed users.
     erp_licence: Mapped[bool] = mapped_column(default=False)
+    # Every signed-in session carries the epoch it started in; raising it ends all of the user's sessions
+    # (sign-out, password, role, licence or active change, "sign out everywhere": portal/auth/sessions.py).
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
     groups: Mapped[list[UserGroup]] = relationship(
         secondary=group_members, back_populates="members", order_by="UserGroup.name"
     )
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = passwords.hash_password(password)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return passwords.check_password(self.password_hash, password)
+
+    def end_sessions(self) -> None:
+        """Make every session signed in so far invalid (the caller commits)."""
+        self.session_epoch = (self.session_epoch or 0) + 1
 
     @property
     def is_admin(self) -> bool:

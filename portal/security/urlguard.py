@@ -10,9 +10,15 @@ Two layers, both built on :func:`address_allowed`:
 
 Policy: link-local (169.254.0.0/16, fe80::/10, including the cloud-metadata addresses), unspecified
 (0.0.0.0/8, ::), broadcast, multicast and the metadata addresses of other clouds (fd00:ec2::254,
-100.100.100.200) are always refused. Loopback and private addresses are allowed unless an allowlist of
-networks is given, in which case every address must be inside one of them (ERP connectors sit on LANs,
-and the tests use 127.0.0.1).
+100.100.100.200, Azure's 168.63.129.16) are always refused — also when they hide inside an IPv6 address
+(IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d`` and
+``64:ff9b:1::/48``, 6to4 ``2002:AABB:CCDD::``, Teredo). Loopback and private addresses are allowed unless an
+allowlist of networks is given, in which case every address must be inside one of them (ERP connectors sit on
+LANs, and the tests use 127.0.0.1).
+
+**Every outbound HTTP request of the portal goes through** :func:`guarded_session` (the connector client, the
+built-in Tryton connector, the local Tryton helper): a ``requests.Session`` with the guarded adapter on
+``http://`` and ``https://``, no environment proxies or ``.netrc``, and no redirects followed.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+import requests
 import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -42,6 +49,7 @@ _ALWAYS_DENIED: tuple[tuple[_IPNetwork, str], ...] = tuple(
         ("169.254.169.254/32", "a cloud metadata address"),
         ("fd00:ec2::254/128", "a cloud metadata address"),
         ("100.100.100.200/32", "a cloud metadata address"),
+        ("168.63.129.16/32", "a cloud metadata address"),  # Azure's wireserver / host agent
         ("169.254.0.0/16", "a link-local address"),
         ("fe80::/10", "a link-local address"),
         ("0.0.0.0/8", "an unspecified address"),
@@ -108,6 +116,49 @@ def _parse_ip(ip: str | _IPAddress) -> _IPAddress | None:
     return addr
 
 
+_UNSPECIFIED_V4 = ipaddress.ip_network("0.0.0.0/8")
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the IPv4 address sits in bits 48-87 (/48 form)
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (RFC 4291 §2.5.5.1)
+
+
+def _nat64_layouts(value: int) -> list[int]:
+    """The IPv4 address inside a NAT64 address for a /48, /56, /64 and /96 prefix (RFC 6052 §2.2: bits 64-71 are
+    the "u" octet and never carry address bits)."""
+
+    def bits(start: int, length: int) -> int:  # ``length`` bits from bit ``start`` (bit 0 = most significant)
+        return (value >> (128 - start - length)) & ((1 << length) - 1)
+
+    return [
+        (bits(48, 16) << 16) | bits(72, 16),  # /48
+        (bits(56, 8) << 24) | bits(72, 24),  # /56
+        bits(72, 32),  # /64
+        bits(96, 32),  # /96
+    ]
+
+
+def embedded_ipv4(addr: _IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may be translated to on the way: NAT64 (well-known and
+    local-use prefixes), IPv4-compatible, 6to4 and Teredo (the server and the client). Empty for IPv4."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    value = int(addr)
+    if addr in _NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    elif addr in _NAT64_LOCAL:
+        # the operator picks the prefix length (RFC 6052 §2.2): every layout a /48 … /96 prefix allows
+        for bits in _nat64_layouts(value):
+            found.append(ipaddress.IPv4Address(bits))
+    elif addr in _IPV4_COMPATIBLE and value > 1:  # not :: or ::1, which are themselves
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found.extend(addr.teredo)
+    return found
+
+
 def refusal_reason(ip: str | _IPAddress, allowed_networks: Iterable[str | _IPNetwork] = ()) -> str | None:
     """Why ``ip`` is refused (a phrase such as ``"a link-local address"``), or None when it is allowed."""
     addr = _parse_ip(ip)
@@ -116,6 +167,12 @@ def refusal_reason(ip: str | _IPAddress, allowed_networks: Iterable[str | _IPNet
     for net, reason in _ALWAYS_DENIED:
         if addr.version == net.version and addr in net:
             return reason
+    for inner in embedded_ipv4(addr):
+        for net, reason in _ALWAYS_DENIED:
+            # 0.0.0.0/8 is skipped inside IPv6: a translator never reaches it, and the zero padding of the other
+            # NAT64 layouts would read as 0.x.y.z
+            if inner.version == net.version and inner in net and net != _UNSPECIFIED_V4:
+                return f"{reason} ({inner}) inside an IPv6 address"
     nets = parse_networks(allowed_networks)
     if nets and not any(addr.version == net.version and addr in net for net in nets):
         return "outside the allowed connector networks"
@@ -202,11 +259,21 @@ def check_connector_url(url: str, allowed_networks: Sequence[str] = ()) -> None:
 
 
 class _PeerCheckMixin:
-    """Checks ``sock.getpeername()`` right after the TCP connection is made, before TLS or any request."""
+    """Checks ``sock.getpeername()`` right after the TCP connection is made, before TLS or any request; a host
+    that is an IP address literal is checked before connecting at all (``0.0.0.0`` would otherwise reach this
+    host and show up as the loopback peer)."""
 
     allowed_networks: tuple[_IPNetwork, ...] = ()
 
     def _new_conn(self):  # urllib3 creates the raw socket here, for http and https alike
+        host = getattr(self, "host", "?")
+        if _parse_ip(host) is not None:
+            reason = refusal_reason(host, self.allowed_networks)
+            if reason is not None:
+                raise PeerNotAllowed(
+                    f"The connector host {host!r} is {reason}; the portal does not connect there.",
+                    f"connect-time check refused address {host!r} before connecting ({reason})",
+                )
         sock = super()._new_conn()
         try:
             peer = sock.getpeername()[0]
@@ -274,3 +341,44 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
         raise UrlNotAllowed("Connectors are not reached through a proxy.", f"refused proxy {proxy!r}")
+
+
+# --- the one outbound transport -----------------------------------------------------------------------------
+
+
+class GuardedSession(requests.Session):
+    """A ``requests.Session`` that never follows a redirect, whatever the caller passes (a 3xx answer is returned
+    as it is), and never reads proxies or credentials from the environment. Build it with :func:`guarded_session`."""
+
+    def __init__(self):
+        super().__init__()
+        self.trust_env = False
+        self.max_redirects = 0
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs["allow_redirects"] = False
+        return super().request(method, url, *args, **kwargs)
+
+    def resolve_redirects(self, *args, **kwargs):  # belt and braces: requests' redirect loop is never entered
+        return iter(())
+
+
+def guarded_session(allowed_networks: Sequence[str] | Mapping | None = (), *,
+                    adapter_class: type[GuardedHTTPAdapter] = GuardedHTTPAdapter,
+                    **adapter_kwargs) -> GuardedSession:
+    """The portal's only way to make an outbound HTTP request: a :class:`GuardedSession` whose ``http://`` and
+    ``https://`` adapters check the connected peer (:class:`GuardedHTTPAdapter` or a subclass given as
+    ``adapter_class``); every other scheme has no adapter and fails.
+
+    ``allowed_networks`` is the allowlist (``PORTAL_CONNECTOR_ALLOWED_NETWORKS``) or the Flask config mapping it is
+    read from (``CONNECTOR_ALLOWED_NETWORKS``). Adapters get ``max_retries=0`` unless told otherwise: retries are
+    the caller's decision."""
+    if isinstance(allowed_networks, Mapping):
+        allowed_networks = allowed_networks.get("CONNECTOR_ALLOWED_NETWORKS") or ()
+    adapter_kwargs.setdefault("max_retries", 0)
+    session = GuardedSession()
+    session.adapters.clear()
+    adapter = adapter_class(tuple(allowed_networks or ()), **adapter_kwargs)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

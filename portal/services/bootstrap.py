@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from sqlalchemy import func, select
 
+from portal.config import check_admin_password
 from portal.extensions import db
 from portal.models import Connector, CrmList, ListItem, Role, SyncSettings, User
+from portal.security import password_policy
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,16 @@ def sync_settings() -> SyncSettings:
 
 
 def ensure_first_admin(email: str, password: str | None) -> tuple[User | None, str | None]:
-    """On an empty user table create the first admin. Returns (user, generated_password_or_None)."""
+    """On an empty user table create the first admin. Returns (user, generated_password_or_None).
+
+    A given password must pass the password policy (``ConfigError`` otherwise, as ``load_config`` raises for
+    PORTAL_ADMIN_PASSWORD); a generated one always does."""
     if db.session.scalar(select(func.count()).select_from(User)):
         return None, None
     generated = None
     if not password:
-        generated = password = secrets.token_urlsafe(12)
+        generated = password = password_policy.generate()
+    check_admin_password(password, email)
     user = User(email=email.lower(), name="Administrator", role=Role.ADMIN, erp_licence=True)
     user.set_password(password)
     db.session.add(user)

@@ -8,8 +8,10 @@ transaction, so a slow ERP never holds a lock and a failure never leaves half a 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,7 +40,7 @@ from portal.models import (
 )
 from portal.security import crypto
 from portal.services import audit
-from portal.services.connectors import ServiceError, client_for
+from portal.services.connectors import ServiceError, client_for, normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -174,31 +176,152 @@ def secret_keys(fields: list[dict]) -> set[str]:
     return {f["FieldKey"] for f in fields if f.get("FieldType") == FieldType.PASSWORD}
 
 
+# The reserved key, inside secrets_encrypted, listing the secrets cleared because their address changed (they must
+# be typed again before the connection is tested or activated). No FieldKey holds a NUL; never sent anywhere.
+REENTER_KEY = "\u0000reenter"
+
+
+def stored_secrets(connection: Connection) -> dict:
+    """The connection's stored secrets (decrypted), by FieldKey."""
+    secrets = crypto.decrypt_json(connection.secrets_encrypted)
+    secrets.pop(REENTER_KEY, None)
+    return secrets
+
+
+def secrets_to_reenter(connection: Connection | None) -> list[str]:
+    """FieldKeys of secrets cleared by :func:`clear_secrets` and not entered again since."""
+    if connection is None or not connection.secrets_encrypted:
+        return []
+    return list(crypto.decrypt_json(connection.secrets_encrypted).get(REENTER_KEY) or [])
+
+
 def full_config(connection: Connection) -> dict:
     """Stored config including decrypted secrets: what SaveConnection sends to the connector."""
     values = dict(connection.config_values or {})
-    values.update(crypto.decrypt_json(connection.secrets_encrypted))
+    values.update(stored_secrets(connection))
     return values
 
 
-def _fingerprint(connector_id: int, values: dict) -> str:
-    return hashlib.sha256(json.dumps([connector_id, values], sort_keys=True, default=str).encode()).hexdigest()
+def clear_secrets(connection: Connection, *, reason: str, actor=None, **ctx) -> list[str]:
+    """Forget the connection's stored secrets because the address they would be sent to changed (``reason``):
+    nothing secret goes to a new address unless an admin types it again. The cleared keys are remembered
+    (:func:`secrets_to_reenter`): the form asks for them, and Test and activation are refused until a save with
+    them typed again has passed its test. An active connection is deactivated (it could not work without them).
+    Adds an audit row; the caller commits. Returns the cleared keys ([] when nothing secret was stored)."""
+    secrets = stored_secrets(connection)
+    cleared = sorted(k for k, v in secrets.items() if v not in (None, ""))
+    if not cleared:
+        return []
+    pending = sorted(set(cleared) | set(secrets_to_reenter(connection)))
+    before = {"secrets": {k: "set" for k in cleared}, "active": connection.active,
+              "last_test_ok": connection.last_test_ok}
+    connection.secrets_encrypted = crypto.encrypt_json({REENTER_KEY: pending})
+    connection.active = False
+    connection.last_test_ok = False
+    connection.last_test_message = f"{reason} Enter the password(s) again and test the connection."[:2000]
+    audit.record("connection.secrets_cleared", connection, before=before,
+                 after={"secrets": {}, "active": False, "last_test_ok": False, "reenter": pending, "reason": reason},
+                 actor=actor, **ctx)
+    return cleared
+
+
+# ------------------------------------------------------------------------------------------ addresses and sealing
+
+_ADDRESS_WORDS = {"url", "uri", "urls", "host", "hostname", "server", "endpoint", "address", "domain", "ip",
+                  "wsdl", "site", "baseurl", "website"}
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", text or "")]
+
+
+def address_keys(fields: list[dict], *value_sets: dict) -> list[str]:
+    """Text config fields that say where the connector sends the connection's secrets: named like an address
+    (``url``, "Tryton server URL", ``Host`` …), or holding a ``scheme://`` value in any of ``value_sets``."""
+    keys = []
+    for meta in fields:
+        if meta.get("FieldType") not in (FieldType.TEXT, None):
+            continue
+        key = meta["FieldKey"]
+        words = _words(key) + _words(str(meta.get("DisplayName") or ""))
+        named = any(w in _ADDRESS_WORDS or w.endswith(("url", "uri", "host")) for w in words)
+        valued = any("://" in str(values.get(key) or "") for values in value_sets)
+        if named or valued:
+            keys.append(key)
+    return keys
+
+
+def address_values(fields: list[dict], values: dict) -> dict[str, str]:
+    """The normalised values of the connection's address fields (see :func:`address_keys`)."""
+    return {k: normalise_url(str(values.get(k) or "")) for k in address_keys(fields, values)}
+
+
+def moved_addresses(fields: list[dict], stored: dict, submitted: dict) -> list[str]:
+    """Address fields whose value differs (normalised) between the stored config and ``submitted``."""
+    return [k for k in address_keys(fields, stored, submitted)
+            if normalise_url(str(stored.get(k) or "")) != normalise_url(str(submitted.get(k) or ""))]
+
+
+def submitted_values(fields: list[dict], form) -> dict:
+    """The config values of a posted form, parsed as :func:`collect_config` would (bad ones left out)."""
+    values = {}
+    for meta in fields:
+        if meta.get("FieldType") not in VALUE_TYPES or meta.get("FieldType") == FieldType.PASSWORD:
+            continue
+        try:
+            values[meta["FieldKey"]] = parse_config_value(meta, form.get(f"cfg_{meta['FieldKey']}"))
+        except ServiceError:
+            continue
+    return values
+
+
+SEAL_PURPOSE = "connection-secret"
+
+
+def seal_binding(connector: Connector, connection_ref: str, fields: list[dict], values: dict,
+                 user_id: int | None) -> dict:
+    """What a secret carried between the steps of one connection form is bound to: that connection (its GUID, or
+    ``new:<form nonce>``), the connector and its address, the connection's own address fields, and the admin."""
+    return {"connection": connection_ref, "connector": connector.id, "connector_url": normalise_url(connector.url),
+            "addresses": address_values(fields, values), "user": user_id}
+
+
+def seal_secret(value: str, binding: dict, key: str) -> str:
+    return crypto.seal(value, purpose=SEAL_PURPOSE, binding={**binding, "field": key})
+
+
+def open_secret(token: str, binding: dict, key: str) -> str:
+    """The secret of a :func:`seal_secret` token with the same binding and field, within the TTL; raises
+    ``crypto.SealedValueRefused`` (``SealedValueExpired`` for a genuine but stale one) otherwise."""
+    return crypto.unseal(token, purpose=SEAL_PURPOSE, binding={**binding, "field": key})
+
+
+def _fingerprint(connector: Connector, values: dict) -> str:
+    # Keyed: the signed token is readable (base64) in the page, and a plain hash of the values would let anyone
+    # who sees it try passwords offline.
+    message = json.dumps([connector.id, normalise_url(connector.url), values], sort_keys=True, default=str)
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def _signer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="connection-test")
 
 
-def test_token(connector_id: int, values: dict) -> str:
-    """Proof that exactly these config values passed TestConfigData (checked again on save)."""
-    return _signer().dumps(_fingerprint(connector_id, values))
+def _connector(connector: Connector | int) -> Connector:
+    return connector if isinstance(connector, Connector) else db.session.get(Connector, connector)
 
 
-def token_matches(token: str | None, connector_id: int, values: dict) -> bool:
+def test_token(connector: Connector | int, values: dict) -> str:
+    """Proof that exactly these config values passed TestConfigData at this connector's address (checked again on
+    save)."""
+    return _signer().dumps(_fingerprint(_connector(connector), values))
+
+
+def token_matches(token: str | None, connector: Connector | int, values: dict) -> bool:
     if not token:
         return False
     try:
-        return _signer().loads(token) == _fingerprint(connector_id, values)
+        return hmac.compare_digest(str(_signer().loads(token)), _fingerprint(_connector(connector), values))
     except BadSignature:
         return False
 
@@ -274,7 +397,8 @@ def snapshot(connection: Connection) -> dict:
     return {
         "name": connection.name, "description": connection.description, "connector": connection.connector_id,
         "active": connection.active, "deleted": connection.deleted, "config": dict(connection.config_values or {}),
-        "secrets": {k: "set" for k in crypto.decrypt_json(connection.secrets_encrypted)},
+        "secrets": {k: "set" for k in stored_secrets(connection)},
+        "secrets_to_reenter": secrets_to_reenter(connection),
         "scope": "everyone" if scope.all_access else sorted(f"{k}:{i}:{v}" for (k, i), v in scope.entries.items()),
         "all_can_create": scope.all_can_create, "conflict_policy": connection.conflict_policy,
     }
@@ -308,7 +432,7 @@ def save_connection(connection: Connection | None, *, connector: Connector, name
     if config_changed and connection is not None and connection.active:
         raise ServiceError("Configuration fields can only be changed while the connection is inactive. "
                            "Deactivate it first.")
-    if config_changed and not token_matches(test_token_value, connector.id, values):
+    if config_changed and not token_matches(test_token_value, connector, values):
         raise ServiceError("Test the connection with these values before saving.", "test")
 
     guid = connection.guid if connection is not None else str(uuid.uuid4())
@@ -457,7 +581,10 @@ def activation_problems(connection: Connection) -> list[str]:
         problems.append("The connection is deleted.")
     if connection.connector.deleted:
         problems.append("Its sync connector is deleted.")
-    if not connection.last_test_ok:
+    if secrets_to_reenter(connection):
+        problems.append("Its stored password(s) were cleared when its address changed: enter them again in "
+                        "Configure and test the connection.")
+    elif not connection.last_test_ok:
         problems.append("The connection has not passed a test.")
     try:
         from portal.services.mapping import mapping_problems
@@ -487,7 +614,17 @@ def set_active(connection: Connection, active: bool, actor=None, **ctx) -> list[
 
 
 def test_saved_connection(connection: Connection, actor=None, **ctx) -> TestResult:
-    """Test ERP connection (the list button): TestConnection on the stored config."""
+    """Test ERP connection (the list button): TestConnection on the stored config. Refused without a call while
+    cleared secrets wait to be entered again (the connector would get the config without them)."""
+    if secrets_to_reenter(connection):
+        result = TestResult(False, "Its password(s) were cleared when its address changed: enter them again in "
+                                   "Configure (Test there, then OK).")
+        connection.last_test_ok, connection.last_test_at = False, utcnow()
+        connection.last_test_message = result.message
+        audit.record("connection.test", connection, after={"ok": False, "message": result.message[:200]},
+                     actor=actor, **ctx)
+        db.session.commit()
+        return result
     try:
         reply = client_for(connection.connector).test_connection(connection.guid)
         result = TestResult(True, reply.user_explanation or "The connection works.", reply.warning)

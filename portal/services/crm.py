@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project
+from portal.security.params import bounded_int
 from portal.services import crm_rules
 
 log = logging.getLogger(__name__)
@@ -191,15 +192,14 @@ def _clean_text(value) -> str:
 
 
 def _clean_id(value) -> int | None:
-    """An integer id, None for blank; ValueError for anything else."""
+    """An integer id, None for blank; ValueError for anything else (a number no id can be included: it must not
+    reach the database, whose integers stop at ``MAX_INT``)."""
     if value is None or value == "" or value is False:
         return None
     if isinstance(value, bool):
         raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, int | str) and str(value).strip().lstrip("-").isdigit():
+        return bounded_int(str(value).strip())
     raise ValueError(value)
 
 

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Role, User, UserGroup
+from portal.security import password_policy
 from portal.services import audit
 
-MIN_PASSWORD_LENGTH = 12
+MIN_PASSWORD_LENGTH = password_policy.MIN_LENGTH
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -22,9 +23,12 @@ class UserError(ValueError):
         self.field = field
 
 
-def validate_password(password: str) -> None:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.", "password")
+def validate_password(password: str, *, email: str | None = None, name: str | None = None,
+                      field: str = "password") -> None:
+    """The password policy (portal/security/password_policy.py) as a field error of ``field``."""
+    message = password_policy.problem(password, email=email, name=name)
+    if message:
+        raise UserError(message, field)
 
 
 def _check_email(email: str, user_id: int | None = None) -> str:
@@ -45,7 +49,7 @@ def user_snapshot(user: User) -> dict:
 def create_user(*, email: str, name: str, password: str, role: str = Role.USER, erp_licence: bool = False,
                 groups: list[UserGroup] | None = None, is_active: bool = True, actor=None, **ctx) -> User:
     email = _check_email(email)
-    validate_password(password)
+    validate_password(password, email=email, name=name)
     if role not in (Role.ADMIN, Role.USER):
         raise UserError("Unknown role.", "role")
     user = User(email=email, name=name.strip() or email, role=role, erp_licence=erp_licence, is_active=is_active)
@@ -75,13 +79,18 @@ def update_user(user: User, *, email: str, name: str, role: str, is_active: bool
     if demoting and admin_count(exclude_id=user.id) == 0:
         raise UserError("This is the last active admin; make someone else an admin first.", "role")
     if password:
-        validate_password(password)
+        validate_password(password, email=email, name=name)
         user.set_password(password)
+    # A new password, role, licence or active state ends every session the user has (portal/auth/sessions.py).
+    ends_sessions = bool(password) or (user.role, user.is_active, user.erp_licence) != (role, is_active, erp_licence)
     user.email, user.name, user.role = email, name.strip() or email, role
     user.is_active, user.erp_licence, user.groups = is_active, erp_licence, list(groups)
     after = user_snapshot(user)
     if password:
         after["password"] = "changed"
+    if ends_sessions:
+        user.end_sessions()
+        after["sessions"] = "ended"
     audit.record("user.update", user, before=before, after=after, actor=actor, **ctx)
     db.session.commit()
     return user
@@ -92,8 +101,35 @@ def set_erp_licence(user: User, licensed: bool, actor=None, **ctx) -> User:
     if user.erp_licence != licensed:
         before = user_snapshot(user)
         user.erp_licence = licensed
+        user.end_sessions()  # the row itself says it: a licence change ends the user's sessions
         audit.record("user.licence", user, before=before, after=user_snapshot(user), actor=actor, **ctx)
         db.session.commit()
+    return user
+
+
+def end_sessions(user: User, actor=None, **ctx) -> User:
+    """Sign ``user`` out everywhere: every session signed in so far is refused from the next request on."""
+    user.end_sessions()
+    self_service = actor is not None and getattr(actor, "id", None) == user.id
+    audit.record("auth.sign_out_everywhere" if self_service else "user.sessions_end", user,
+                 after={"sessions": "ended"}, actor=actor, **ctx)
+    db.session.commit()
+    return user
+
+
+def change_own_password(user: User, *, current: str, new: str, actor=None, **ctx) -> User:
+    """A user changing their own password: the current one must be right, the new one pass the policy and differ.
+    Ends every session of the user (the caller keeps its own one signed in)."""
+    if not current or not user.check_password(current):
+        raise UserError("The current password is not correct.", "current_password")
+    validate_password(new, email=user.email, name=user.name, field="new_password")
+    if new == current:
+        raise UserError("The new password must differ from the current one.", "new_password")
+    user.set_password(new)
+    user.end_sessions()
+    audit.record("auth.password_change", user, after={"password": "changed", "sessions": "ended"},
+                 actor=actor or user, **ctx)
+    db.session.commit()
     return user
 
 

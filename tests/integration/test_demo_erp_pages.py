@@ -1,4 +1,7 @@
-"""The Demo ERP's own pages (/demo-erp/): browse, detail, edit, create, mark as changed, delete."""
+"""The Demo ERP's own pages (/demo-erp/): browse, detail, edit, create, mark as changed, delete.
+
+They exist only while the demo is on (PORTAL_DEMO_DATA) and are for admins only; tests/integration/
+test_security_findings.py covers the demo being off."""
 
 from __future__ import annotations
 
@@ -16,6 +19,11 @@ GUID = "0b7e2f43-9d1a-4a8e-8f0e-3c5d7a9b1e2f"
 
 
 @pytest.fixture
+def app_config(app_config):
+    return {**app_config, "DEMO_DATA": True}
+
+
+@pytest.fixture
 def erp(app) -> DemoErpConnector:
     return DemoErpConnector.for_path(app.config["DEMO_ERP_DB"])
 
@@ -23,7 +31,7 @@ def erp(app) -> DemoErpConnector:
 @pytest.fixture
 def web(app, users):
     client = app.test_client()
-    login(client, users["bob"])
+    login(client, users["alice"])
     return client
 
 
@@ -96,12 +104,22 @@ def test_pages_need_a_signed_in_user(client):
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
-def test_any_signed_in_user_may_use_the_demo_erp(app, users):
-    for persona in ("carol", "alice"):
+def test_only_admins_may_use_the_demo_erp(app, users, erp):
+    admin = app.test_client()
+    login(admin, users["alice"])
+    assert admin.get("/demo-erp/").status_code == 200
+    assert admin.get("/demo-erp/customers/C10001/edit").status_code == 200
+    for persona in ("bob", "carol"):  # a licensed user and one without a licence
         client = app.test_client()
         login(client, users[persona])
-        assert client.get("/demo-erp/").status_code == 200
-        assert client.get("/demo-erp/customers/C10001/edit").status_code == 200
+        assert client.get("/demo-erp/").status_code == 403
+        assert client.get("/demo-erp/customers/C10001/edit").status_code == 403
+        before = erp.get_actor("Customer", "C10001")
+        assert client.post("/demo-erp/customers/C10001/delete").status_code == 403
+        assert client.post("/demo-erp/customers/new", data={"NAME": "Sneaky AS"}).status_code == 403
+        assert erp.get_actor("Customer", "C10001") == before
+        assert "Demo ERP</a>" not in client.get("/").get_data(as_text=True)  # no link to pages they may not open
+    assert "Demo ERP</a>" in admin.get("/").get_data(as_text=True)
 
 
 # -- browsing ----------------------------------------------------------------------------------------------------

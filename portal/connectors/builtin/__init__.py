@@ -1,7 +1,9 @@
 """Connectors built into the portal, reachable as ``builtin:<name>`` URLs through the in-process transport.
 
 Each entry is a factory ``(config: Mapping) -> ConnectorService`` where ``config`` is the Flask app config
-(for paths such as DEMO_ERP_DB). Instances are cached per (name, path) by ``get_builtin``.
+(for paths such as DEMO_ERP_DB, and CONNECTOR_ALLOWED_NETWORKS: a built-in connector that calls out makes every
+request through ``portal.security.urlguard.guarded_session``). Instances are cached per (name, paths, allowlist)
+by ``get_builtin``; ``names()`` lists the registered connectors (the tests enumerate them).
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ def get_builtin(name: str, config: Mapping) -> ConnectorService | None:
     factory = _FACTORIES.get(name)
     if factory is None:
         return None
-    key = (name, config.get("DEMO_ERP_DB"), config.get("TRYTON_CONNECTOR_STATE"), config.get("INSTANCE_PATH"))
+    key = (name, config.get("DEMO_ERP_DB"), config.get("TRYTON_CONNECTOR_STATE"), config.get("INSTANCE_PATH"),
+           tuple(config.get("CONNECTOR_ALLOWED_NETWORKS") or ()))
     with _LOCK:
         if key not in _INSTANCES:
             _INSTANCES[key] = factory(config)
         return _INSTANCES[key]
+
+
+def names() -> list[str]:
+    """The names of every built-in connector (``builtin:<name>``)."""
+    _load()
+    return sorted(_FACTORIES)
 
 
 def _load() -> None:

@@ -13,14 +13,19 @@ Storage notes:
   a clock stepping back keep the order. It is stored as integer microseconds (indexed) and rendered as
   ISO-8601 UTC (``2026-11-25T17:02:06.123456Z``).
 - Deleting is soft (``deleted = 1``): deleted actors are left out of every answer.
+- The file (and its -wal/-shm) is owner-only (0600). A saved connection's password (config fields of type
+  Password) is kept as a salted PBKDF2 digest, never as given: the Demo ERP only has to check it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -43,6 +48,7 @@ from portal.connectors.protocol import (
     warning_response,
 )
 from portal.connectors.service import ConnectorService, ProtocolError
+from portal.security.files import private_sqlite_files
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +171,45 @@ CONFIG_FIELDS: list[dict] = [
     field_metadata("SimulateOffline", "Simulate offline ERP", "Checkbox", default="false", rank=60,
                    description="Answer every call with a Warning (\"ERP is offline\") to try degraded mode"),
 ]
+
+# Config values of type Password are never stored as given: SaveConnection keeps a salted PBKDF2 digest instead
+# (the Demo ERP only needs to check them), and a database from before is rewritten when it is opened.
+SECRET_CONFIG_KEYS = frozenset(f["FieldKey"] for f in CONFIG_FIELDS if f["FieldType"] == "Password")
+_DIGEST_PREFIX = "pbkdf2_sha256$"
+_DIGEST_ROUNDS = 20_000
+
+
+def _digest(secret: str, salt: bytes | None = None, rounds: int = _DIGEST_ROUNDS) -> str:
+    salt = os.urandom(16) if salt is None else salt
+    derived = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, rounds)
+    return f"{_DIGEST_PREFIX}{rounds}${salt.hex()}${derived.hex()}"
+
+
+def _is_digest(value) -> bool:
+    return isinstance(value, str) and value.startswith(_DIGEST_PREFIX)
+
+
+def _stored_secret_matches(stored, candidate: str) -> bool:
+    """Whether a stored config secret (a digest; a plain value from an old database) is ``candidate``."""
+    if _is_digest(stored):
+        try:
+            rounds, salt, _ = stored[len(_DIGEST_PREFIX):].split("$")
+            expected = _digest(candidate, bytes.fromhex(salt), int(rounds))
+        except ValueError:
+            return False
+        return hmac.compare_digest(expected, stored)
+    return hmac.compare_digest(str(stored or "").encode("utf-8"), candidate.encode("utf-8"))
+
+
+def config_to_store(info: Mapping) -> dict:
+    """A connection's config as the Demo ERP keeps it: every Password value replaced by its digest."""
+    stored = dict(info)
+    for key in SECRET_CONFIG_KEYS:
+        value = stored.get(key)
+        if value not in (None, "") and not _is_digest(value):
+            stored[key] = _digest(str(value))
+    return stored
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Schema
@@ -493,7 +538,8 @@ class DemoErpConnector(ConnectorService):
         with self._init_lock:
             if self._ready:
                 return
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # owner-only before SQLite creates it (and its -wal/-shm, which take its mode)
+            private_sqlite_files(self.path)
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode = WAL")
             with self._write(ensure_ready=False) as conn:
@@ -503,8 +549,19 @@ class DemoErpConnector(ConnectorService):
                     self._set_meta(conn, "schema_version", SCHEMA_VERSION)
                 if self._meta(conn, "seeded") is None:
                     self._seed(conn)
+                self._scrub_stored_secrets(conn)
             self._load_lists()
             self._ready = True
+
+    @staticmethod
+    def _scrub_stored_secrets(conn: sqlite3.Connection) -> None:
+        """Rewrite configs saved (by an older version) with a plain password."""
+        for row in conn.execute("SELECT guid, config FROM connections").fetchall():
+            config = json.loads(row[1])
+            if isinstance(config, dict) and any(config.get(k) not in (None, "") and not _is_digest(config.get(k))
+                                                for k in SECRET_CONFIG_KEYS):
+                conn.execute("UPDATE connections SET config = ? WHERE guid = ?",
+                             (json.dumps(config_to_store(config)), row[0]))
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -677,13 +734,17 @@ class DemoErpConnector(ConnectorService):
                                 f"{', '.join(ACTOR_TYPES)}.", error_code="UNKNOWN_ACTOR_TYPE")
         return actor_type
 
-    def _check_config(self, info) -> None:
+    def _check_config(self, info, *, stored: bool = False) -> None:
+        """``stored``: ``info`` is a saved config, whose password is a digest (see ``config_to_store``)."""
         if not isinstance(info, Mapping):
             raise ProtocolError("ConnectionInfo must be an object of field values.", error_code="BAD_REQUEST")
         if _blank(info.get("CompanyDb")):
             raise ProtocolError("Company database is required.", "CompanyDb is empty", "INVALID_CONFIG")
         user = str(info.get("ApiUser") or "").strip()
-        if user and str(info.get("ApiPassword") or "") != DEMO_PASSWORD:
+        password = info.get("ApiPassword")
+        matches = (_stored_secret_matches(password, DEMO_PASSWORD) if stored
+                   else hmac.compare_digest(str(password or "").encode("utf-8"), DEMO_PASSWORD.encode("utf-8")))
+        if user and not matches:
             raise ProtocolError(f"The Demo ERP rejected the password of API user {user!r}. Check the API password.",
                                 "ApiPassword does not match", "AUTHENTICATION_FAILED")
         currency = info.get("Currency")
@@ -722,13 +783,13 @@ class DemoErpConnector(ConnectorService):
             conn.execute(
                 "INSERT INTO connections (guid, config, saved_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (guid) DO UPDATE SET config = excluded.config, saved_at = excluded.saved_at",
-                (guid, json.dumps(dict(info)), format_timestamp(_now_micros())))
+                (guid, json.dumps(config_to_store(info)), format_timestamp(_now_micros())))
         return ok_response()  # storing the config does not need the ERP, so no offline warning here
 
     def TestConnection(self, body: dict) -> dict:
         with self._read() as conn:
             config = self._connection(conn, body)
-        self._check_config(config)
+        self._check_config(config, stored=True)
         answer = self._answer(config)
         if answer["State"] == "Ok":
             answer["UserExplanation"] = f"Connected to Demo ERP company {str(config['CompanyDb']).strip()}."

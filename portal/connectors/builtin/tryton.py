@@ -46,26 +46,27 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 
 from portal.connectors.builtin import register
 from portal.connectors.builtin.tryton_rpc import (
+    TrytonAddressNotAllowed,
     TrytonAuthError,
     TrytonClient,
     TrytonConcurrencyError,
     TrytonError,
     TrytonForbidden,
     TrytonServerError,
-    TrytonTimeout,
     TrytonUnknownDatabase,
     TrytonUnreachable,
     TrytonUserError,
 )
 from portal.connectors.protocol import UNKNOWN_CONNECTION_ID, ZERO_GUID, field_metadata, ok_response, warning_response
 from portal.connectors.service import ConnectorService, ProtocolError
+from portal.security.urlguard import UrlNotAllowed, check_connector_url
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +334,8 @@ def _limit(body: Mapping) -> int | None:
 
 
 ERROR_CODES = [
-    (TrytonUnreachable, "ERP_UNREACHABLE"),
-    (TrytonTimeout, "ERP_TIMEOUT"),
+    (TrytonAddressNotAllowed, "ADDRESS_NOT_ALLOWED"),
+    (TrytonUnreachable, "ERP_UNREACHABLE"),  # TrytonTimeout too: one code and one text (no port-scan oracle)
     (TrytonAuthError, "ERP_AUTH_FAILED"),
     (TrytonUnknownDatabase, "ERP_UNKNOWN_DATABASE"),
     (TrytonForbidden, "ERP_FORBIDDEN"),
@@ -464,10 +465,10 @@ class _Refs:
 class _Connection:
     """A saved connection: its config, its Tryton client and its cached reference data."""
 
-    def __init__(self, guid: str, config: Mapping):
+    def __init__(self, guid: str, config: Mapping, allowed_networks: Sequence[str] = ()):
         self.guid = guid
         self.config = dict(config)
-        self.client = make_client(config)
+        self.client = make_client(config, allowed_networks)
         self.refs = _Refs()
         self.refs_lock = threading.Lock()
         self.write_lock = threading.Lock()  # serialises creates/writes (SQLite party-code sequence, pitfall 8)
@@ -499,19 +500,34 @@ def _config_errors(info: Mapping) -> list[str]:
     return errors
 
 
-def make_client(info: Mapping) -> TrytonClient:
+def _check_address(info: Mapping, allowed_networks: Sequence[str]) -> None:
+    """The save-time half of the URL guard (the connect-time half is the client's transport): the host must
+    resolve only to addresses the portal may connect to. Raises ADDRESS_NOT_ALLOWED before anything is sent."""
+    try:
+        check_connector_url(str(info.get(CFG_URL) or "").strip(), allowed_networks)
+    except UrlNotAllowed as exc:
+        message = exc.user_message.replace("The connector host", "The Tryton server host", 1)
+        raise ProtocolError(message, exc.tech_message, "ADDRESS_NOT_ALLOWED") from exc
+
+
+def make_client(info: Mapping, allowed_networks: Sequence[str] = ()) -> TrytonClient:
+    """A JSON-RPC client for ``info`` whose every request goes through the guarded transport with
+    ``allowed_networks`` (PORTAL_CONNECTOR_ALLOWED_NETWORKS)."""
     timeout = info.get(CFG_TIMEOUT)
     return TrytonClient(str(info.get(CFG_URL) or DEFAULT_URL).strip(), str(info.get(CFG_DATABASE) or "").strip(),
                         str(info.get(CFG_USER) or "").strip(), str(info.get(CFG_PASSWORD) or ""),
-                        timeout=float(timeout) if timeout not in (None, "") else 30.0)
+                        timeout=float(timeout) if timeout not in (None, "") else 30.0,
+                        allowed_networks=allowed_networks)
 
 
 # ----------------------------------------------------------------------------------------- connector
 class TrytonConnector(ConnectorService):
     """The protocol methods (see portal/connectors/protocol.py) for a Tryton database."""
 
-    def __init__(self, state_path: str | os.PathLike, *, secret_keys: list[str] | None = None):
+    def __init__(self, state_path: str | os.PathLike, *, secret_keys: list[str] | None = None,
+                 allowed_networks: Sequence[str] = ()):
         self.store = ConnectionStore(state_path, secret_keys)
+        self.allowed_networks = tuple(allowed_networks or ())
         self._connections: dict[str, _Connection] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -527,7 +543,7 @@ class TrytonConnector(ConnectorService):
         if config is None:
             raise ProtocolError("The Tryton connector does not know this connection; it needs its settings again.",
                                 f"no config for {guid}", UNKNOWN_CONNECTION_ID)
-        conn = _Connection(guid, config)
+        conn = _Connection(guid, config, self.allowed_networks)
         with self._lock:
             return self._connections.setdefault(guid, conn)
 
@@ -790,7 +806,8 @@ class TrytonConnector(ConnectorService):
         errors = _config_errors(info)
         if errors:
             raise ProtocolError(" ".join(errors), error_code="INVALID_CONFIG")
-        client = make_client(info)
+        _check_address(info, self.allowed_networks)
+        client = make_client(info, self.allowed_networks)
         try:
             return ok_response(UserExplanation=self._probe(client, info))
         finally:
@@ -799,11 +816,13 @@ class TrytonConnector(ConnectorService):
     def _probe(self, client: TrytonClient, info: Mapping) -> str:
         try:
             version = client.server_version()
-        except (TrytonUnreachable, TrytonTimeout) as exc:
-            raise ProtocolError(exc.message, exc.tech, "ERP_UNREACHABLE") from exc
+        except TrytonAddressNotAllowed as exc:
+            raise ProtocolError(exc.message, exc.tech, "ADDRESS_NOT_ALLOWED") from exc
         except TrytonError as exc:
-            raise ProtocolError(f"Tryton at {client.url} is not reachable: {exc.message}", exc.tech,
-                                "ERP_UNREACHABLE") from exc
+            # Whatever answered (nothing, a closed port, a timeout, some other HTTP server): one text, so a connection
+            # test cannot tell an open port from a closed one; what happened goes to the server log.
+            log.warning("tryton connector: no Tryton at %s (%s: %s)", client.url, type(exc).__name__, exc.tech)
+            raise ProtocolError(client.unreachable_message, exc.tech, "ERP_UNREACHABLE") from exc
         try:
             client.login()
         except TrytonUnknownDatabase as exc:
@@ -833,6 +852,7 @@ class TrytonConnector(ConnectorService):
         errors = _config_errors(info)
         if errors:
             raise ProtocolError(" ".join(errors), error_code="INVALID_CONFIG")
+        _check_address(info, self.allowed_networks)
         self.store.save(guid, info)
         self._forget(guid)
         return ok_response()
@@ -840,7 +860,7 @@ class TrytonConnector(ConnectorService):
     @_protocol
     def TestConnection(self, body: dict) -> dict:  # noqa: N802
         conn = self._connection(body)
-        client = make_client(conn.config)  # a fresh login proves the stored credentials still work
+        client = make_client(conn.config, self.allowed_networks)  # a fresh login proves the stored credentials
         try:
             text = self._probe(client, conn.config)
         finally:
@@ -1529,4 +1549,5 @@ def state_path(config: Mapping) -> str:
 def make_connector(config: Mapping) -> TrytonConnector:
     """The built-in ``tryton`` connector; configs are kept in TRYTON_CONNECTOR_STATE (default
     instance/tryton_connector.sqlite), passwords encrypted with ENCRYPTION_KEYS when present."""
-    return TrytonConnector(state_path(config), secret_keys=config.get("ENCRYPTION_KEYS") or None)
+    return TrytonConnector(state_path(config), secret_keys=config.get("ENCRYPTION_KEYS") or None,
+                           allowed_networks=config.get("CONNECTOR_ALLOWED_NETWORKS") or ())

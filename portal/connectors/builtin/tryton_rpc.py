@@ -13,7 +13,13 @@ What it takes care of:
   then answers HTTP 401: the client logs in again once and repeats the call.
 * Timeouts (connect and read) and readable errors: every failure is a ``TrytonError`` subclass whose message
   can be shown to a person (``TrytonUnreachable``, ``TrytonAuthError``, ``TrytonUnknownDatabase``,
-  ``TrytonUserError``, ``TrytonConcurrencyError``, ``TrytonForbidden``, ``TrytonTimeout``, ``TrytonServerError``).
+  ``TrytonUserError``, ``TrytonConcurrencyError``, ``TrytonForbidden``, ``TrytonTimeout``, ``TrytonServerError``,
+  ``TrytonAddressNotAllowed``). A refused connection, a closed port, an unreachable host and a timeout all read
+  the same ("not reachable or did not answer within N seconds") so the message cannot be used to scan ports;
+  what happened is in ``tech`` (the server log).
+* The transport is the portal's guarded one (``portal.security.urlguard.guarded_session``): the connected peer is
+  checked against the always-denied addresses and ``PORTAL_CONNECTOR_ALLOWED_NETWORKS`` before a byte (the
+  password included) is sent, no proxy, no redirect.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from urllib.parse import quote
 
 import requests
 
+from portal.security.urlguard import GuardedSession, UrlNotAllowed, guarded_session
+
 __all__ = [
+    "TrytonAddressNotAllowed",
     "TrytonAuthError",
     "TrytonClient",
     "TrytonConcurrencyError",
@@ -60,8 +69,12 @@ class TrytonUnreachable(TrytonError):
     """No TCP connection could be made (server down, wrong host or port)."""
 
 
-class TrytonTimeout(TrytonError):
-    """Tryton accepted the connection but did not answer in time."""
+class TrytonTimeout(TrytonUnreachable):
+    """Tryton accepted the connection but did not answer in time (same message as TrytonUnreachable)."""
+
+
+class TrytonAddressNotAllowed(TrytonError):
+    """The URL's host is (or resolved to) an address the portal never connects to; nothing was sent."""
 
 
 class TrytonAuthError(TrytonError):
@@ -158,7 +171,7 @@ class TrytonClient:
 
     def __init__(self, url: str, database: str, user: str, password: str, *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, language: str = "en", extra_context: dict | None = None,
-                 http: requests.Session | None = None):
+                 allowed_networks=(), http: GuardedSession | None = None):
         self.url = url.rstrip("/")
         self.database = database
         self.user = user
@@ -166,8 +179,10 @@ class TrytonClient:
         self.timeout = (connect_timeout, timeout)
         self.language = language
         self.extra_context = dict(extra_context or {})
-        self._http = http or requests.Session()
-        self._http.trust_env = False  # never route loopback ERP traffic through an environment proxy
+        if http is not None and not isinstance(http, GuardedSession):
+            raise TypeError("TrytonClient sends through portal.security.urlguard.guarded_session() only")
+        # the guarded transport: peer address checked before any byte is sent, no proxy, no redirect
+        self._http = http if http is not None else guarded_session(allowed_networks)
         self._lock = threading.Lock()
         self._auth: str | None = None
         self._context: dict | None = None
@@ -196,19 +211,27 @@ class TrytonClient:
         if auth:
             headers["Authorization"] = auth
         body = dumps({"id": request_id, "method": method, "params": params})
-        where = f"Tryton at {self.url}"
         try:
             response = self._http.post(url, data=body.encode("utf-8"), headers=headers, timeout=self.timeout,
                                        allow_redirects=False)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise TrytonUnreachable(f"{where} is not reachable (connection timed out).", repr(exc)) from exc
+        except UrlNotAllowed as exc:
+            raise TrytonAddressNotAllowed(exc.user_message, f"{method}: {exc.tech_message}") from exc
+        except requests.exceptions.ConnectTimeout as exc:  # (a subclass of both ConnectionError and Timeout)
+            raise TrytonUnreachable(self.unreachable_message, f"{method}: connect timeout: {exc!r}") from exc
         except requests.exceptions.ConnectionError as exc:
-            raise TrytonUnreachable(f"{where} is not reachable. Is the Tryton server running?", repr(exc)) from exc
+            raise TrytonUnreachable(self.unreachable_message, f"{method}: connection failed: {exc!r}") from exc
         except requests.exceptions.Timeout as exc:
-            raise TrytonTimeout(f"{where} did not answer within {self.timeout[1]:g} seconds.", repr(exc)) from exc
+            raise TrytonTimeout(self.unreachable_message, f"{method}: read timeout: {exc!r}") from exc
         except requests.exceptions.RequestException as exc:
-            raise TrytonUnreachable(f"{where} could not be called: {exc}", repr(exc)) from exc
+            raise TrytonUnreachable(self.unreachable_message, f"{method}: {exc!r}") from exc
         return response
+
+    @property
+    def unreachable_message(self) -> str:
+        """One text for a refused connection, a closed or filtered port, an unreachable host and a timeout: which
+        of them it was would tell an admin (or a forged request) whether a port is open."""
+        return (f"Tryton at {self.url} is not reachable or did not answer within {self.timeout[1]:g} seconds. "
+                "Check the address and that the Tryton server is running.")
 
     def _raise_for_status(self, response, method: str):
         status = response.status_code
