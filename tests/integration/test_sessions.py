@@ -5,12 +5,12 @@ by an admin), and once the session is older than its absolute lifetime however a
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from portal.auth import sessions
 from portal.extensions import db
-from portal.models import AuditEvent, User
+from portal.models import User
 from tests.conftest import PASSWORD, login
+from tests.integration.test_admin_users import _audit
 
 pytestmark = pytest.mark.db
 
@@ -39,14 +39,6 @@ def _signed_in(client) -> bool:
         return True
     assert response.status_code == 302 and "/login" in response.headers["Location"], response.status_code
     return False
-
-
-def _audit(app, action: str) -> list[AuditEvent]:
-    with app.app_context():
-        events = list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
-        for event in events:
-            db.session.expunge(event)
-        return events
 
 
 def _user_form(**values) -> dict:
