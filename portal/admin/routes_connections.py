@@ -182,7 +182,14 @@ def _handle_post(connection: Connection | None):
         values.pop(key, None)
         config_errors[key] = message
     if connection is not None and connection.active:
-        values, config_errors = stored, {}  # config fields are locked while active: ignore what was sent
+        # config fields are locked while active: what was sent is not used, and a changed value is said so
+        ignored = [meta.get("DisplayName") or meta["FieldKey"] for meta in fields
+                   if f"cfg_{meta['FieldKey']}" in request.form and request.form[f"cfg_{meta['FieldKey']}"] != ""
+                   and meta["FieldKey"] in values and values[meta["FieldKey"]] != stored.get(meta["FieldKey"])]
+        if ignored:
+            toast("warning", f"{', '.join(ignored)} not changed: the configuration of an active connection is locked. "
+                             "Deactivate the connection to change it.")
+        values, config_errors = stored, {}
     form_ok = form.validate()
     if config_errors or not form_ok:
         return _render(form, connector, connection, values=values, config_errors=config_errors, scope=scope,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -174,8 +175,13 @@ def test_editing_keeps_a_blank_secret_and_locks_config_while_active(app, admin_c
         db.session.commit()
     locked = admin_client.get(f"/settings/connections/{connection_id}/edit").get_data(as_text=True)
     assert "can only be changed while the connection is inactive" in locked
+    # every config input is really disabled (a missing space once rendered `disabledrequired`: editable)
+    company_input = re.search(r'<input id="cfg_Company"[^>]*>', locked).group(0)
+    assert re.search(r"\sdisabled[\s>]", company_input) and "disabledrequired" not in locked
     data = {**_connection_form(connector, name="Renamed", cfg_Company="CHANGED"), "action": "save"}
-    assert admin_client.post(f"/settings/connections/{connection_id}/edit", data=data, htmx=True).status_code == 200
+    response = admin_client.post(f"/settings/connections/{connection_id}/edit", data=data, htmx=True)
+    assert response.status_code == 200
+    assert "not changed: the configuration of an active connection is locked" in response.headers["HX-Trigger"]
     with app.app_context():
         assert db.session.get(Connection, connection_id).config_values["Company"] == "ACME"
 
