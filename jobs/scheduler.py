@@ -41,6 +41,7 @@ _state: dict = {"app": None, "scheduler": None, "lock": None, "lanes": None}
 DISPATCH_SECONDS = 15
 REAP_SECONDS = 60
 PRUNE_SECONDS = 6 * 3600
+ALERT_SECONDS = 60
 SYNC_WORKERS = 4  # threads of the ``sync`` executor: connections that can sync side by side (config SYNC_WORKERS)
 LANE_PREFIX = "sync-connection-"
 _cycle_numbers = itertools.count(1)
@@ -190,6 +191,7 @@ def start_scheduler(app) -> BackgroundScheduler | None:
                   replace_existing=True)
     sched.add_job(tasks.reap_stale_runs, "interval", seconds=REAP_SECONDS, id="reap-stale-runs",
                   replace_existing=True)
+    sched.add_job(tasks.send_alerts, "interval", seconds=ALERT_SECONDS, id="send-alerts", replace_existing=True)
     sched.add_job(tasks.prune_sync_log, "interval", seconds=PRUNE_SECONDS, id="prune-sync-log",
                   replace_existing=True)
     sched.add_job(tasks.checkpoint_database, "interval", seconds=CHECKPOINT_SECONDS, id="checkpoint-database",

@@ -81,6 +81,12 @@ def reap_stale_runs() -> None:
     _in_context(runs.reap_stale)
 
 
+def send_alerts() -> None:
+    from portal.services import alerts
+
+    _in_context(alerts.evaluate)
+
+
 def prune_sync_log() -> None:
     from portal.services.sync import runs
 

@@ -64,6 +64,12 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
         "10",
         "seconds the ERP tab's live values of an actor are reused (0 = off); Sync now and writes refresh them",
     ),
+    "PORTAL_SMTP_URL": (
+        None,
+        "mail server for e-mail alerts: smtp://user:password@host:587?starttls=on or smtps://user:password@host:465",
+    ),
+    "PORTAL_ALERT_FROM": ("erp-sync-portal@localhost", "the From address of alert e-mails"),
+    "PORTAL_ALERT_DIGEST_HOUR": ("7", "hour (UTC, 0-23) from which the daily alert digest is sent"),
     "PORTAL_SECURE_COOKIES": ("off", "on/off: mark session cookies Secure (turn on behind HTTPS)"),
     "PORTAL_SESSION_MAX_HOURS": (
         "12",
@@ -135,6 +141,13 @@ def check_admin_password(password: str | None, email: str | None) -> None:
                           "have a password generated and printed once.")
 
 
+def _hour(name: str, value: str) -> int:
+    hour = env_int(name, value, 0)
+    if hour > 23:
+        raise ConfigError(f"{name} must be an hour from 0 to 23")
+    return hour
+
+
 def _read_or_create(path: Path, make) -> str:
     """A generated secret kept in instance/ so restarts keep sessions and can decrypt secrets."""
     if path.exists():
@@ -195,6 +208,9 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "ERP_TAB_CONCURRENCY": env_int("PORTAL_ERP_TAB_CONCURRENCY", get("PORTAL_ERP_TAB_CONCURRENCY"), 1),
         "ERP_TAB_MAX_INFLIGHT": env_int("PORTAL_ERP_TAB_MAX_INFLIGHT", get("PORTAL_ERP_TAB_MAX_INFLIGHT"), 1),
         "ERP_TAB_CACHE_SECONDS": env_int("PORTAL_ERP_TAB_CACHE_SECONDS", get("PORTAL_ERP_TAB_CACHE_SECONDS"), 0),
+        "SMTP_URL": get("PORTAL_SMTP_URL") or None,
+        "ALERT_FROM": get("PORTAL_ALERT_FROM"),
+        "ALERT_DIGEST_HOUR": _hour("PORTAL_ALERT_DIGEST_HOUR", get("PORTAL_ALERT_DIGEST_HOUR")),
         "SESSION_COOKIE_SECURE": env_bool("PORTAL_SECURE_COOKIES", get("PORTAL_SECURE_COOKIES")),
         "SESSION_MAX_HOURS": env_int("PORTAL_SESSION_MAX_HOURS", get("PORTAL_SESSION_MAX_HOURS"), 1),
         # Flask-Limiter's own setting (portal/security/limits.py)

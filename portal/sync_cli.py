@@ -1,6 +1,6 @@
 """``flask --app wsgi erp …``: run a sync in the foreground, or show the state of the connections.
 
-    flask --app wsgi erp sync [--connection NAME] [--resync-from crm|erp] [--no-blank]
+    flask --app wsgi erp sync [--connection NAME] [--resync-from crm|erp] [--no-blank] [--dry-run]
     flask --app wsgi erp reconcile [--connection NAME] [--dry-run]
     flask --app wsgi erp status [--no-reap]
 
@@ -223,14 +223,20 @@ def _request(out: _Output, connection: Connection, kind: str, options: dict, bus
               help="Resync one way ignoring timestamps: from the CRM to the ERP, or from the ERP connection to the "
                    "CRM and on to the other connections.")
 @click.option("--no-blank", is_flag=True, help="Never let a blank value overwrite a non-blank one.")
+@click.option("--dry-run", is_flag=True,
+              help="Preview: read and compare only, print per record and field what would change each way and how "
+                   "conflicts would be settled; write nothing.")
 @with_appcontext
-def sync_command(connection_name: str | None, resync_from: str | None, no_blank: bool) -> None:
+def sync_command(connection_name: str | None, resync_from: str | None, no_blank: bool, dry_run: bool) -> None:
     """Run a sync now, in the foreground, with progress and a summary."""
     from portal.services.sync import engine
 
     if resync_from == "erp" and not connection_name:
         raise click.ClickException("--resync-from erp needs --connection NAME (the ERP connection to resync from).")
     kind = {None: RunKind.SYNC, "crm": RunKind.RESYNC_FROM_CRM, "erp": RunKind.RESYNC_FROM_ERP}[resync_from]
+    if dry_run:
+        _preview_command(connection_name, kind, no_blank)
+        return
     out = _Output()
     with _interruptible(out):
         _reap(out)
@@ -307,6 +313,94 @@ def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
         _reconcile_summary(out, outcomes)
     if busy or any(o.status == RunStatus.FAILED for o in outcomes):
         sys.exit(1)
+
+
+def _preview_command(connection_name: str | None, kind: str, no_blank: bool) -> None:
+    """``erp sync --dry-run``: a preview run per connection (option ``dry_run``, preview.py); per connection a table
+    of what would change (record, field, direction, old -> new, conflicts and errors), then the totals. Writes
+    nothing but the runs' own rows; no hub follow-ups (nothing reached the CRM)."""
+    from portal.services.sync import engine, preview
+
+    out = _Output()
+    outcomes = []
+    busy: list[str] = []
+    with _interruptible(out):
+        _reap(out)
+        connections = _connections(connection_name)
+        if not connections:
+            out.echo("No active connection with an active actor type: nothing to preview.")
+            return
+        progress = _Progress(out)
+        rows: list[list[str]] = []
+        for connection in connections:
+            run_id = _request(out, connection, kind, {"no_blank": no_blank, "dry_run": True}, busy)
+            if run_id is None:
+                continue
+            out.echo(f"{connection.name}: {kind}, dry run (run #{run_id}) …")
+            db.session.commit()
+            out.check()
+            rows.clear()
+            with preview.reporting(lambda entry: rows.extend(_preview_rows(entry))):
+                outcomes.append(engine.execute_run(run_id, on_progress=progress))
+            progress.end()
+            if rows:
+                out.echo(_table(["Record", "Field", "Direction", "Old", "New", "Conflict / error"], rows))
+            elif outcomes[-1].status != RunStatus.FAILED:
+                out.echo("  Nothing would change: both sides agree.")
+        _preview_summary(out, outcomes)
+    if busy or any(o.status == RunStatus.FAILED for o in outcomes):
+        sys.exit(1)
+
+
+def _cell(text: object, width: int = 40) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _quoted(text: object) -> str:
+    return _cell(f"'{text}'") if text not in (None, "") else "(blank)"
+
+
+def _preview_rows(entry) -> list[list[str]]:
+    """One table row per line of a preview entry; the record named on its first row only."""
+    rows = []
+    for line in entry.plan_lines():
+        direction = line["dir"]
+        if direction in ("to_crm", "to_erp"):
+            row = [line["field"], "ERP → CRM" if direction == "to_crm" else "CRM → ERP", _quoted(line["old"]),
+                   _quoted(line["new"]), ""]
+        elif direction == "conflict":
+            row = [line["field"], "conflict", _quoted(line["loser"]), _quoted(line["new"]),
+                   _cell(line["rule"] or f"{line['winner']} wins", 70)]
+        elif direction == "error":
+            row = ["", "error", "", "", _cell(line["rule"], 70)]
+        else:
+            row = ["", "link", "", "", "would be marked broken (the ERP no longer has the actor)"
+                   if direction == "break" else "the broken link would come back"]
+        rows.append([_cell(entry.record if not rows else "", 50), *row])
+    return rows
+
+
+def _preview_summary(out: _Output, outcomes) -> None:
+    if not outcomes:
+        return
+    rows = []
+    for outcome in outcomes:
+        run = db.session.get(SyncRun, outcome.run_id)
+        c = run.counts or {}
+        rows.append([f"#{run.id}", run.connection.name, run.kind, run.status, f"{c.get('records', 0):,}",
+                     *(f"{c.get(key, 0):,}" for key in ("would_to_crm", "would_fields_to_crm", "would_to_erp",
+                                                         "would_fields_to_erp", "would_conflicts", "would_errors",
+                                                         "would_break"))])
+    out.echo("")
+    out.echo(_table(["Run", "Connection", "Kind", "Status", "Records", "To CRM", "Fields", "To ERP", "Fields",
+                     "Conflicts", "Errors", "Broken"], rows))
+    for outcome in outcomes:
+        run = db.session.get(SyncRun, outcome.run_id)
+        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
+        out.echo(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
+    out.echo("Nothing was written (dry run). Run the same command without --dry-run to sync.")
+    db.session.commit()
 
 
 # The summary's columns Repaired, To CRM, To ERP, Conflicts, Broken, Restored, Errors: done, or (dry run) would be
@@ -422,7 +516,8 @@ def status_command(no_reap: bool) -> None:
             table = []
             for r in recent:
                 state, note = _run_state(r, stale, reaped, now)
-                table.append([f"#{r.id}", r.connection.name if r.connection else "?", r.kind, r.trigger, state,
+                kind = r.kind + (" (preview)" if runs.is_preview(r) else "")
+                table.append([f"#{r.id}", r.connection.name if r.connection else "?", kind, r.trigger, state,
                               f"{r.started_at:%Y-%m-%d %H:%M:%S}" if r.started_at else "-",
                               f"{r.duration_seconds:.2f}" if r.duration_seconds is not None else "-", note[:70]])
             out.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Started", "Seconds", "Message"],

@@ -20,10 +20,12 @@ def _erp_not_answering(connection) -> str:
 
 
 from portal.admin import (  # noqa: E402,F401
+    routes_alerts,
     routes_audit,
     routes_connections,
     routes_connectors,
     routes_import,
+    routes_issues,
     routes_lists,
     routes_mappings,
     routes_runs,

@@ -1,4 +1,5 @@
-"""Forms of the sync log and the manual sync triggers (Sync all now, Resync from CRM / from ERP connection)."""
+"""Forms of the sync log and the manual sync triggers (Sync all now, Sync now on a connection, Resync from CRM / from
+ERP connection, and their Preview)."""
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField
@@ -11,6 +12,17 @@ NO_BLANK_HINT = "A blank value never replaces a value that is filled in on the o
 
 class RunRequestForm(FlaskForm):
     no_blank = BooleanField("Don't overwrite with blank values", description=NO_BLANK_HINT)
+
+
+# What a Preview can be of (the preview of a reconcile is the command line's ``erp reconcile --dry-run``)
+PREVIEW_KINDS = [("sync", "Sync"), ("resync_from_crm", "Resync from CRM"), ("resync_from_erp", "Resync from ERP")]
+
+
+class PreviewForm(RunRequestForm):
+    """Preview of Sync all (no connection), Sync now on a connection, Resync from CRM / from ERP (a connection)."""
+
+    kind = SelectField("Preview of", choices=PREVIEW_KINDS, validators=[InputRequired()])
+    connection = IntegerField("Connection", validators=[Optional()])
 
 
 class RetentionForm(FlaskForm):

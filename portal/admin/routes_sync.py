@@ -8,9 +8,11 @@ from sqlalchemy import select
 
 from portal.admin import bp
 from portal.admin.forms_sync import IntervalForm, ReconcileForm
+from portal.database import utcnow
 from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector
+from portal.services import sync_health
 from portal.services import sync_settings as settings_service
 from portal.services.bootstrap import sync_settings
 from portal.services.connectors import ServiceError
@@ -55,6 +57,7 @@ def sync():
     settings = sync_settings()
     db.session.commit()
     context = dict(
+        **_health_context(),
         settings=settings, interval_form=IntervalForm(interval_seconds=settings.interval_seconds),
         **_reconcile_context(settings),
         connectors=db.session.scalars(connector_query).all(), connections=connections, selected=selected,
@@ -62,9 +65,15 @@ def sync():
         show_deleted_connectors=show_deleted_connectors, show_deleted_connections=show_deleted_connections,
     )
     section = request.args.get("section")
-    if wants_partial() and section in ("connectors", "connections"):
+    if wants_partial() and section in ("connectors", "connections", "health"):
         return render_template(f"admin/sync/_{section}.html", **context)
     return render_template("admin/sync/index.html", **context)
+
+
+def _health_context() -> dict:
+    """The health block (admin/sync/_health.html): every connection's state, facts and 14-day chart."""
+    now = utcnow()
+    return {"health": sync_health.overview(now=now), "age": lambda moment: sync_health.ago(now - moment)}
 
 
 @bp.route("/sync/auto", methods=["POST"])

@@ -34,7 +34,8 @@ from portal.web import apply_form_errors, audit_ctx, get_or_404, render_form
 # Settings sub-navigation: (label, endpoint, fallback URL, endpoint prefixes that mark it current).
 SETTINGS_NAV = (
     ("Sync", "admin.sync", "/settings/sync",
-     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping")),
+     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping", "admin.alert")),
+    ("Sync issues", "admin.sync_issues_inbox", "/settings/sync/issues", ("admin.sync_issues",)),
     ("Import", "admin.import_index", "/settings/import", ("admin.import_",)),
     ("Users", "admin.user_list", "/settings/users", ("admin.user_",)),
     ("Groups", "admin.group_list", "/settings/groups", ("admin.group_",)),
@@ -53,9 +54,13 @@ def _nav_url(endpoint: str, fallback: str) -> str:
 @bp.context_processor
 def _settings_nav():
     def settings_nav():
+        # the entry with the longest matching prefix is current ("admin.sync_issues" over "admin.sync")
         current = request.endpoint or ""
-        return [(label, _nav_url(endpoint, fallback), current.startswith(prefixes))
-                for label, endpoint, fallback, prefixes in SETTINGS_NAV]
+        matched = [max((len(p) for p in prefixes if current.startswith(p)), default=0)
+                   for _label, _endpoint, _fallback, prefixes in SETTINGS_NAV]
+        best = max(matched, default=0)
+        return [(label, _nav_url(endpoint, fallback), bool(best) and length == best)
+                for (label, endpoint, fallback, _prefixes), length in zip(SETTINGS_NAV, matched, strict=True)]
 
     return {"settings_nav": settings_nav}
 

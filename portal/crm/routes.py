@@ -22,6 +22,7 @@ from portal.htmx import redirect_for, vary_on_htmx, wants_partial
 from portal.models import CRM_FIELDS, Company, Contact, CrmFieldType, CrmType, Project
 from portal.services import crm as crm_service
 from portal.services import lists as list_service
+from portal.services import record_sync_status
 from portal.web import apply_form_errors, get_or_404, render_form
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,22 @@ def home():
 # Shared view bodies
 
 
+def _sync_visible() -> bool:
+    """The Sync column and filter of the lists: for admins and users with an ERP Sync licence."""
+    user = g.get("user")
+    return user is not None and (user.is_admin or bool(user.erp_licence))
+
+
 def _list_view(kind: Kind):
     query = request.args.get("q", "")[: crm_service.MAX_QUERY_LENGTH]
-    page = crm_service.search(kind.crm_type, query, request.args.get("page"))
-    context = {"kind": kind, "page": page, "q": query}
+    show_sync = _sync_visible()
+    sync_choices = record_sync_status.filter_choices(kind.crm_type) if show_sync else []
+    wanted = request.args.get("sync", "") if show_sync else ""
+    sync_filter = wanted if wanted in {value for value, _label in sync_choices} else ""
+    page = crm_service.search(kind.crm_type, query, request.args.get("page"), sync_filter=sync_filter,
+                              with_sync=show_sync)
+    context = {"kind": kind, "page": page, "q": query, "show_sync": show_sync, "sync_choices": sync_choices,
+               "sync_filter": sync_filter, "sync_label": dict(sync_choices).get(sync_filter, "")}
     if wants_partial():
         return render_template(f"crm/_{kind.prefix}_results.html", **context)
     return render_template("crm/list.html", **context)

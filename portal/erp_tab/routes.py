@@ -54,7 +54,7 @@ bp.after_request(vary_on_htmx)
 @bp.context_processor
 def _tab_globals():
     return {"crm_type_labels": CRM_TYPE_LABELS, "fields_by_key": svc.fields_by_key,
-            "display_value": svc.display_value}
+            "display_value": svc.display_value, "sync_status": svc.sync_status}
 
 
 def _ctx() -> dict:

@@ -1,5 +1,6 @@
 """All models, re-exported so ``from portal.models import Company`` works everywhere."""
 
+from portal.models.alerts import AlertChannel, AlertRule, AlertState
 from portal.models.audit import AuditEvent
 from portal.models.crm import (
     CRM_FIELDS,
@@ -31,6 +32,7 @@ from portal.models.erp import (
     ListItemMapping,
     SyncSettings,
 )
+from portal.models.issues import SyncIssueIgnore
 from portal.models.sync import (
     ACTIVE_RUN_STATUSES,
     Link,
@@ -44,9 +46,9 @@ from portal.models.sync import (
 from portal.models.users import Role, User, UserGroup
 
 __all__ = [
-    "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
+    "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "AlertChannel", "AlertRule", "AlertState", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
     "ZERO_GUID", "ActorType", "ActorTypeConfig", "AuditEvent", "Company", "ConflictPolicy", "Connection",
     "ConnectionAccess", "Connector", "Contact", "CrmField", "CrmFieldType", "CrmList", "CrmType", "ErpField",
     "FieldAccess", "FieldType", "Link", "LinkStatus", "ListItem", "ListItemMapping", "Project", "Role",
-    "RunKind", "RunStatus", "SyncChange", "SyncJournal", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
+    "RunKind", "RunStatus", "SyncChange", "SyncIssueIgnore", "SyncJournal", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
 ]

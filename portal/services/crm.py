@@ -92,8 +92,9 @@ class Page(Paging):
     extra: dict = field(default_factory=dict)
 
 
-def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE, options=()) -> Page:
-    """Run ``stmt`` (a select of one model, already ordered) for one page; an out-of-range page is clamped."""
+def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE, options=(), columns=()) -> Page:
+    """Run ``stmt`` (a select of one model, already ordered) for one page; an out-of-range page is clamped.
+    ``columns``: more columns computed with the page's query (not the count), in ``extra["columns"]`` by item id."""
     try:
         number = int(page or 1)
     except (TypeError, ValueError):
@@ -101,8 +102,12 @@ def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     pages = max(1, math.ceil(total / per_page))
     number = min(max(1, number), pages)
-    items = list(db.session.scalars(stmt.options(*options).limit(per_page).offset((number - 1) * per_page)))
-    return Page(items=items, page=number, per_page=per_page, total=total)
+    paged = stmt.options(*options).limit(per_page).offset((number - 1) * per_page)
+    if not columns:
+        return Page(items=list(db.session.scalars(paged)), page=number, per_page=per_page, total=total)
+    rows = db.session.execute(paged.add_columns(*columns)).all()
+    return Page(items=[row[0] for row in rows], page=number, per_page=per_page, total=total,
+                extra={"columns": {row[0].id: tuple(row[1:]) for row in rows}})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -152,10 +157,27 @@ def search_statement(crm_type: str, query: str | None = "") -> Select:
     return stmt.order_by(*ORDER[crm_type])
 
 
-def search(crm_type: str, query: str | None = "", page: int | str | None = 1, per_page: int = PAGE_SIZE) -> Page:
+def search(crm_type: str, query: str | None = "", page: int | str | None = 1, per_page: int = PAGE_SIZE, *,
+           sync_filter: str | None = None, with_sync: bool = False) -> Page:
+    """One page of the records matching ``query``. ``sync_filter`` ("errors", "unlinked-<connection id>") keeps
+    the records with sync errors / not linked to that connection; ``with_sync`` adds each record's sync status
+    (``extra["sync"]``: {id: record_sync_status.Status}), both computed in SQL with the list query."""
+    from portal.services import record_sync_status
+
     crm_type = CrmType(crm_type)
-    result = paginate(search_statement(crm_type, query), page, per_page, LIST_OPTIONS[crm_type])
+    model = CRM_MODELS[crm_type]
+    stmt = search_statement(crm_type, query)
+    condition = record_sync_status.filter_condition(model, crm_type, sync_filter) if sync_filter else None
+    if condition is not None:
+        stmt = stmt.where(condition)
+    columns = (record_sync_status.rank_column(model, crm_type),) if with_sync else ()
+    result = paginate(stmt, page, per_page, LIST_OPTIONS[crm_type], columns=columns)
     result.query = " ".join(search_terms(query))
+    if with_sync:
+        ranks = result.extra.pop("columns", {})
+        result.extra["sync"] = {record.id: record_sync_status.from_rank(ranks.get(record.id, (None,))[0])
+                                for record in result.items}
+    result.extra["sync_filter"] = sync_filter if condition is not None else ""
     return result
 
 

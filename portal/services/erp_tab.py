@@ -257,6 +257,14 @@ class Section:
                        f"to {name}.")
 
 
+def sync_status(section: Section):
+    """The record's sync status on this connection, for the section's badge (``record_sync_status.link_status``:
+    In sync / Pending / Error / Broken / Not linked)."""
+    from portal.services.record_sync_status import link_status
+
+    return link_status(section.link, getattr(section.record, "updated_at", None))
+
+
 def crm_type_of(value: str) -> CrmType:
     try:
         return CrmType(value)

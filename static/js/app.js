@@ -93,3 +93,12 @@ document.addEventListener("htmx:afterSwap", function (event) {
   var target = event.detail.target;
   if (target && target.getAttribute && target.getAttribute("aria-busy") === "true") target.removeAttribute("aria-busy");
 });
+
+// A "tick all" checkbox (data-check-all="name"): ticks or clears every checkbox of that name in its form.
+document.addEventListener("change", function (event) {
+  var all = event.target.closest ? event.target.closest("input[data-check-all]") : null;
+  if (!all || !all.form) return;
+  all.form.querySelectorAll("input[type='checkbox'][name='" + all.dataset.checkAll + "']").forEach(function (box) {
+    box.checked = all.checked;
+  });
+});

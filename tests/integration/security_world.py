@@ -28,6 +28,7 @@ from werkzeug.routing import Rule
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
+    AlertRule,
     Connection,
     ConnectionAccess,
     Contact,
@@ -75,6 +76,7 @@ class World:
     list_item: int
     sync_run: int
     import_run: int
+    alert_rule: int = 0
     extra_query: dict[str, dict] = field(default_factory=dict)
 
     def values(self, rule: Rule) -> dict:
@@ -92,7 +94,7 @@ class World:
             "field_id": field_id, "user_id": self.target_user, "group_id": self.group, "run_id": run,
             "item_id": self.list_item, "list_name": CrmList.COUNTRY.value, "entry_id": self.connection,
             "direction": "up", "connector_id": self._connector_id(), "kind": "customers", "erp_key": "C10001",
-            "filename": "css/app.css",
+            "filename": "css/app.css", "rule_id": self.alert_rule,
         }
         missing = rule.arguments - table.keys()
         assert not missing, f"{rule.rule}: no world value for {sorted(missing)} (add it to security_world.World)"
@@ -150,12 +152,14 @@ def build(fake) -> World:
     import_run = SyncRun(connection_id=connection_id, kind=RunKind.IMPORT, status="succeeded", trigger="manual",
                          options={"connection_id": connection_id, "actor_type": "Customer"}, started_at=now,
                          finished_at=now)
-    db.session.add_all([sync_run, import_run])
+    alert_rule = AlertRule(name="Ops", channel="email", recipients="ops@example.com", webhook_url="",
+                           on_state_change=True, daily_digest=False, active=True, digest_error="")
+    db.session.add_all([sync_run, import_run, alert_rule])
     db.session.commit()
     return World(users=users, target_user=target.id, group=group.id, connection=connection_id, company=company_id,
                  free_company=free.id, contact=contact.id, project=project.id, erp_key=erp_key, free_erp_key=free_key,
                  field=fields["name"], list_field=fields["country"], list_item=item.id, sync_run=sync_run.id,
-                 import_run=import_run.id,
+                 import_run=import_run.id, alert_rule=alert_rule.id,
                  extra_query={"erp_tab.compare": {"erp_key": free_key},
                               "admin.default_new": {"field_id": fields["name"]}})
 

@@ -92,7 +92,21 @@ RULES: dict[str, str] = {
     "admin.run_all": "admin",
     "admin.run_detail": "admin",
     "admin.run_progress": "admin",
+    "admin.sync_issues_inbox": "admin",
+    "admin.sync_issues_retry": "admin",
+    "admin.sync_issues_uncouple": "admin",
+    "admin.sync_issues_ignore": "admin",
+    "admin.sync_issues_unignore": "admin",
+    "admin.connection_sync": "admin",
+    "admin.sync_preview": "admin",
+    "admin.preview_page": "admin",
+    "admin.preview_run": "admin",
     "admin.audit_log": "admin",
+    "admin.alert_list": "admin",
+    "admin.alert_create": "admin",
+    "admin.alert_edit": "admin",
+    "admin.alert_delete": "admin",
+    "admin.alert_test": "admin",
     "admin.connector_new": "admin",
     "admin.connector_edit": "admin",
     "admin.connector_delete": "admin",
@@ -161,7 +175,7 @@ NOT_A_TEST = {404, 405}
 # POSTs that change the world the later cells see (with empty data: switch off, deactivate, delete …) run last, in
 # this order (a sign-out last of all).
 LAST = ("erp_tab.disconnect", "demo_erp.actor_delete", "admin.default_remove", "admin.mapping_unmap",
-        "admin.list_item_delete", "admin.group_delete", "crm.contact_delete", "crm.project_delete",
+        "admin.list_item_delete", "admin.group_delete", "admin.alert_delete", "crm.contact_delete", "crm.project_delete",
         "crm.company_delete", "admin.mappings_switch", "admin.mappings_activation", "admin.connection_deactivate",
         "admin.connection_delete", "admin.connector_delete", "auth.logout")
 

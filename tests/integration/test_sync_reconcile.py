@@ -265,11 +265,15 @@ def test_dry_run_reads_only_and_reports_what_would_change_each_way(ctx, fake):
         1, 2, 1, 1)
 
 
-def test_dry_run_is_only_for_reconcile_runs(ctx, fake):
+def test_dry_run_is_honoured_by_every_kind_of_run(ctx, fake):
+    # Once for reconcile runs only; now a normal sync's dry run previews too (tests/integration/test_sync_dry_run.py)
     cid = s.make_connection(fake)
     company_id, key, _ = s.link_company(fake, cid, name="Acme AS")
     s.edit_company(company_id, phone="7")
-    outcome = s.run(cid, RunKind.SYNC, dry_run=True)  # ignored by a normal sync
+    outcome = s.run(cid, RunKind.SYNC, dry_run=True)
+    assert outcome.counts["would_to_erp"] == 1 and "to_erp" not in outcome.counts
+    assert _erp(fake, key).get("phone") != "7" and fake.calls_to("SaveActors") == []
+    outcome = s.run(cid, RunKind.SYNC)  # the real thing still finds the change (no cursor or mark moved)
     assert outcome.counts["to_erp"] == 1 and _erp(fake, key)["phone"] == "7"
 
 

@@ -39,6 +39,8 @@ class _Contended(Exception):
 
 def apply_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: str, cursor: str | None = None) -> None:
     """One short transaction for the batch: CRM writes, link bases and markers, the change log, progress."""
+    if ctx.dry_run:
+        raise RuntimeError("a dry run applies nothing")  # batch.py hands a dry run's batch to preview.report
     one_way = merge_mode(mode) != "sync"
     checked = not core_connection().dialect.supports_sane_multi_rowcount  # guarded writes need executemany's rowcount
     attempt = 0  # of the database being locked by another writer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal.extensions import db
 from portal.models import LinkStatus
-from portal.services.sync import erp_write, parents, record_merge
+from portal.services.sync import erp_write, parents, preview, record_merge
 from portal.services.sync.apply import apply_batch
 from portal.services.sync.bulk import core_connection
 from portal.services.sync.context import IN_CHUNK, GcPaused, RunContext, chunks, read_actors
@@ -42,10 +42,8 @@ def _run_batch(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: st
     for it in live:
         if it.outcome is None:
             record_merge.plan_item(ctx, plan, it, mode)
-    if ctx.dry_run:  # a reconcile's dry run: report what the batch would do, write nothing (no ERP, no apply)
-        from portal.services.sync.reconcile import report_dry_run
-
-        report_dry_run(ctx, plan, items)
+    if ctx.dry_run:  # a dry run: report what the batch would do, write nothing (no ERP, no apply): preview.py
+        preview.report(ctx, plan, items)
         return
     writes = [it for it in live if it.outcome is None and it.result is not None
               and (it.result.to_erp or (it.parent is not None and it.parent.to_erp is not None))]

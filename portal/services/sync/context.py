@@ -43,6 +43,8 @@ CONNECTION_CODES = frozenset({UNKNOWN_CONNECTION_ID, "UNAUTHORIZED", "BAD_CREDEN
                               "UNKNOWN_ACTOR_TYPE", "INTERNAL_ERROR"})
 GONE_CODES = frozenset({"UNKNOWN_ERP_KEY", "NOT_FOUND"})
 STALE_WRITE_CODE = "CONFLICT"
+# The client methods that change something in the connector or the ERP: never called by a dry run.
+WRITE_METHODS = frozenset({"save_actors", "create_actor", "save_connection", "delete_connection"})
 
 
 class RunFailed(Exception):
@@ -168,7 +170,7 @@ def _over_budget(budget: float) -> RunFailed:
 class RunContext:
     """Everything one run needs, read once at its start (ids and plain values only)."""
 
-    def __init__(self, run: SyncRun, connection: Connection, on_progress=None) -> None:
+    def __init__(self, run: SyncRun, connection: Connection, on_progress=None, *, dry_run: bool | None = None) -> None:
         from portal.services.sync_settings import priority_entries
 
         self.run_id = run.id
@@ -187,9 +189,10 @@ class RunContext:
         self.crm_rank = self.ranks.get(CRM_PRIORITY_ID, 0)
         self.erp_rank = self.ranks.get(connection.id, len(entries))
         self.no_blank = bool(self.options.get("no_blank"))
-        # A reconcile's dry run (option ``dry_run``): read and merge only; batch.py hands each merged batch to
-        # reconcile.report_dry_run instead of writing anything. Honoured for reconcile runs only.
-        self.dry_run = self.kind == "reconcile" and bool(self.options.get("dry_run"))
+        # A dry run (option ``dry_run``, or ``dry_run=True``: Run it's check of the plan): read and merge only;
+        # batch.py hands each merged batch to preview.report instead of writing anything (preview.py).
+        self.dry_run = bool(self.options.get("dry_run")) if dry_run is None else bool(dry_run)
+        self.preview = None  # what a dry run would do (preview.Preview), filled batch by batch
         self.plans = [TypePlan(config.erp_actor_type, config.crm_type, fieldmap.mapped_fields(config, synced_only=True))
                       for config in connection.actor_types if config.is_active and config.supported]
         self.list_names = {row.id: row.name for row in db.session.execute(select(ListItem.id, ListItem.name))}
@@ -197,7 +200,7 @@ class RunContext:
         self.parents = None  # the company links of the batch in progress (parents.lookup)
         self.batch_size = setting("SYNC_BATCH_SIZE", DEFAULT_BATCH_SIZE)
         self.page_size = setting("SYNC_PAGE_SIZE", DEFAULT_PAGE_SIZE)
-        self.client = make_run_client(connection)
+        self.client = make_run_client(connection, resend=not self.dry_run)
         self.on_progress = on_progress
         self.counts: dict[str, int] = {}
         self.done = 0
@@ -234,6 +237,8 @@ class RunContext:
         with a readable RunFailed (the engine rolls back what is pending), and the call itself gets only the
         budget left (``client.deadline``), so an answer still awaited is cut off when the budget runs out.
         """
+        if self.dry_run and getattr(function, "__name__", "") in WRITE_METHODS:
+            raise RuntimeError(f"a dry run never calls {function.__name__}")  # batch.py stops before any write
         config = current_app.config
         if time.monotonic() - self.beat > min(HEARTBEAT_SECONDS, float(config.get("SYNC_CANCEL_CHECK_SECONDS", 5))):
             if not runs.mark_alive(self.run_id):
@@ -280,18 +285,20 @@ def read_actors(ctx: RunContext, actor_type: str, keys: list[str], field_keys: l
                 + read_actors(ctx, actor_type, keys[middle:], field_keys))
 
 
-def make_run_client(connection: Connection) -> ConnectorClient:
-    """A client whose UNKNOWN_CONNECTION_ID re-send uses the config read now (no database access mid-call)."""
+def make_run_client(connection: Connection, *, resend: bool = True) -> ConnectorClient:
+    """A client whose UNKNOWN_CONNECTION_ID re-send uses the config read now (no database access mid-call); none
+    for a dry run (``resend=False``), which sends the connector no SaveConnection either."""
     from portal.services.connections import full_config
     from portal.services.connectors import connector_token, make_client
 
     info = full_config(connection)
     guid = connection.guid
 
-    def resend(asked: str) -> dict | None:
+    def resend_config(asked: str) -> dict | None:
         return dict(info) if asked == guid else None
 
-    return make_client(connection.connector.url, connector_token(connection.connector), resend_config=resend,
+    return make_client(connection.connector.url, connector_token(connection.connector),
+                       resend_config=resend_config if resend else None,
                        retries=setting("SYNC_CONNECTOR_RETRIES", DEFAULT_CONNECTOR_RETRIES), name=connection.name)
 
 

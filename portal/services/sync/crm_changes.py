@@ -124,6 +124,8 @@ def parse_mark(text: object) -> datetime | None:
 
 
 def _set_crm_mark(ctx: RunContext, actor_type: str, moment: datetime) -> None:
+    if ctx.dry_run:  # a preview moves nothing: the next real run looks at the same records
+        return
     value = moment.isoformat()
     conn = core_connection()
     marks = dict(conn.scalar(select(Connection.crm_cursors).where(Connection.id == ctx.connection_id)) or {})

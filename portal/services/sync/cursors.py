@@ -16,6 +16,8 @@ _SQL_SET_CURSORS = (update(Connection).where(Connection.id == bindparam("connect
 
 
 def advance_cursor(ctx: RunContext, actor_type: str, stamp: str) -> None:
+    if ctx.dry_run:  # a preview moves nothing
+        return
     if write_cursor(ctx, actor_type, stamp) is not None:
         db.session.commit()
         ctx.cursors[actor_type] = stamp
@@ -23,7 +25,10 @@ def advance_cursor(ctx: RunContext, actor_type: str, stamp: str) -> None:
 
 def write_cursor(ctx: RunContext, actor_type: str, stamp: str) -> str | None:
     """Move the stored cursor of ``actor_type`` forward to ``stamp`` in the current transaction (never backwards;
-    the caller commits). None when ``stamp`` is not later than the cursor this run already stored."""
+    the caller commits). None when ``stamp`` is not later than the cursor this run already stored (or in a dry
+    run, which never writes it)."""
+    if ctx.dry_run:
+        return None
     current = ctx.cursors.get(actor_type)
     if current and stamp_key(stamp) <= stamp_key(current):
         return None

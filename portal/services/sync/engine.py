@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import Connection, Link, LinkStatus, RunKind, RunStatus, SyncRun
-from portal.services.sync import journal, reconcile, runs
+from portal.services.sync import journal, preview, reconcile, runs
 from portal.services.sync.batch import process_batch
 from portal.services.sync.bulk import core_connection
 from portal.services.sync.changelog import record_detail
@@ -94,13 +94,17 @@ def execute_run(run_id: int, *, on_progress: Callable[[int, int, dict], None] | 
         outcome.started_at = ctx.started_at
         db.session.commit()
         # ERP writes of an earlier run that stopped before recording them (a killed process): on record first
-        # (not in a reconcile's dry run, which writes nothing)
+        # (not in a dry run, which writes nothing)
         if not ctx.dry_run:
             ctx.count("journal_recovered", journal.recover(ctx.connection_id, ctx.name, except_run_id=run_id))
         log.info("sync run %s (%s, %s) started for connection %s", run_id, kind, run.trigger, ctx.name)
+        expected = preview.expected_plan(ctx.options)
+        if expected is not None and not _plan_holds(ctx, expected, outcome):
+            return outcome  # the data changed since the preview: nothing written, the run is a fresh preview
         _execute(ctx)
         status, message = _final(ctx)
-        runs.finish(run_id, status, message=message, counts=ctx.snapshot_counts(),
+        runs.finish(run_id, status, message=message,
+                    counts=preview.final_counts(ctx) if ctx.dry_run else ctx.snapshot_counts(),
                     connector_seconds=ctx.client.seconds, progress_done=ctx.done, progress_total=max(ctx.total,
                                                                                                   ctx.done))
         outcome.status, outcome.message = status, message
@@ -145,7 +149,42 @@ def _record_journal(ctx: RunContext | None) -> None:
         log.exception("sync run %s: its journal could not be recorded now", ctx.run_id)
 
 
+def _plan_holds(ctx: RunContext, expected: dict, outcome: RunOutcome) -> bool:
+    """Run it (preview.py): run the preview again in this run, under its lock; True when its plan is the one the
+    admin saw. Otherwise the run finishes ``failed`` having written nothing, as a preview of today's data."""
+    run, connection = db.session.get(SyncRun, ctx.run_id), db.session.get(Connection, ctx.connection_id)
+    check = RunContext(run, connection, ctx.on_progress, dry_run=True)
+    db.session.commit()
+    try:
+        _execute(check)
+    finally:
+        check.client.close()
+    fresh = preview.state(check)
+    shown = db.session.get(SyncRun, expected.get("run_id")) if isinstance(expected.get("run_id"), int) else None
+    shown_counts = dict(shown.counts or {}) if shown is not None else None
+    differ = preview.differences(fresh, expected, shown_counts)
+    if differ is None:
+        db.session.commit()
+        ctx.count("plan_checked", fresh.lines)  # the plan was found as previewed: now for real
+        ctx.count("plan_check_calls", check.client.calls)
+        return True
+    message = preview.refused(check, expected, differ)
+    counts = preview.final_counts(check)
+    counts["plan_differs"] = differ
+    counts["plan_new"] = preview.new_since(counts, shown_counts)[:preview.PLAN_RECORDS]
+    runs.mark_preview(ctx.run_id)
+    runs.finish(ctx.run_id, RunStatus.FAILED, message=message, error=message, counts=counts,
+                connector_seconds=check.client.seconds, progress_done=check.done,
+                progress_total=max(check.total, check.done))
+    log.info("sync run %s not run: its plan changed since preview %s (%s lines differ)", ctx.run_id,
+             expected.get("run_id"), differ)
+    outcome.status, outcome.message, outcome.error = RunStatus.FAILED, message, message
+    return False
+
+
 def _final(ctx: RunContext) -> tuple[str, str]:
+    if ctx.dry_run:  # a preview of any kind (preview.py)
+        return preview.final(ctx)
     if ctx.kind == RunKind.RECONCILE:
         return reconcile.final(ctx)
     c = ctx.counts

@@ -25,6 +25,8 @@ def _erp_actor(plan: TypePlan, it: BatchItem) -> dict:
 
 
 def save_actors(ctx: RunContext, plan: TypePlan, items: list[BatchItem], mode: str) -> None:
+    if ctx.dry_run:
+        raise RuntimeError("a dry run never calls SaveActors")  # batch.py stops a dry run before any write
     journal.write_intent(ctx, plan, items)  # on record before the ERP is changed (committed by ctx.call)
     try:
         answer = ctx.call(ctx.client.save_actors, ctx.guid, [_erp_actor(plan, it) for it in items],

@@ -31,6 +31,8 @@ NOT_CONFIRMED = ("not confirmed: the run stopped after this change was sent (or 
 
 def write_intent(ctx: RunContext, plan: TypePlan, items: list[BatchItem]) -> None:
     """Journal the ERP writes of ``items`` (the caller's connector call commits it before sending)."""
+    if ctx.dry_run:
+        raise RuntimeError("a dry run writes no journal")  # batch.py stops a dry run before any write
     now = utcnow()
     rows = []
     for it in items:

@@ -10,10 +10,10 @@ the change log under the reconcile run, an actor the ERP no longer returns marks
 link whose actor is back returns to ok. It never moves the ERP feed cursor or the CRM mark.
 
 **Dry run** (option ``dry_run``; ``flask --app wsgi erp reconcile --dry-run``): the same reads and merges, then
-``batch.py`` hands every merged batch to ``report_dry_run`` instead of writing — no SaveActors, nothing written to
-CRM records, links or the change log. What would change (per record and field, each way, and how each conflict
-would be settled) goes to the caller's ``reporting`` callback (the CLI prints it) and, bounded, into the run's
-counts and message.
+``batch.py`` hands every merged batch to ``preview.report`` instead of writing — no SaveActors, nothing written to
+CRM records, links or the change log (the dry run of every kind of run: ``preview.py``). What would change (per
+record and field, each way, and how each conflict would be settled) goes to the caller's ``reporting`` callback
+(the CLI prints it) and, bounded, into the run's counts and message.
 
 **Schedule**: ``SyncSettings.reconcile_every_hours`` (0 = Off; default 24) and ``reconcile_hour`` (UTC; default 2):
 every night at 02:00 UTC. ``dispatch_due`` (ticked by the scheduler) queues a reconcile run for each syncable
@@ -23,28 +23,23 @@ connection whose ``Connection.reconcile_due_at`` has passed, taking the slot wit
 from __future__ import annotations
 
 import logging
-import time as clock
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select, update
 
 from portal.database import utcnow
 from portal.extensions import db
-from portal.models import CRM_TYPE_LABELS, Connection, Link, LinkStatus, RunKind, RunStatus, SyncSettings
+from portal.models import Connection, Link, LinkStatus, RunKind, RunStatus, SyncSettings
 from portal.services.bootstrap import sync_settings
 from portal.services.connectors import ServiceError
 from portal.services.sync import runs
 from portal.services.sync.batch import process_batch
 from portal.services.sync.bulk import core_connection
-from portal.services.sync.changelog import record_detail
-from portal.services.sync.context import RunAbandoned, RunContext, plural
+from portal.services.sync.context import RunContext, plural
 from portal.services.sync.crm_changes import pages_by_link
-from portal.services.sync.outcomes import RecordDetail
 from portal.services.sync.plan import BatchItem, TypePlan
+from portal.services.sync.preview import PreviewEntry as DriftEntry  # the reconcile's name for a preview entry
+from portal.services.sync.preview import reporting
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +48,6 @@ EVERY_CHOICES = {0: "Off", 6: "Every 6 hours", 12: "Every 12 hours", 24: "Every 
 DEFAULT_EVERY_HOURS = 24
 DEFAULT_HOUR = 2  # UTC: a quiet hour
 MAX_GRACE = timedelta(hours=6)  # a slot missed by more than this (or half the interval) waits for the next one
-DRY_RUN_SAMPLE = 20  # records of a dry run kept in the run's counts
-DRY_RUN_MESSAGE_RECORDS = 3  # … and quoted in its message
 
 # ---------------------------------------------------------------------------------------------- the pass
 
@@ -100,9 +93,7 @@ def final(ctx: RunContext) -> tuple[str, str]:
     """The run's status and message (engine._final for reconcile runs)."""
     c = ctx.counts
     links = c.get("records", 0)
-    if ctx.dry_run:
-        status, message = RunStatus.SUCCEEDED, _dry_message(ctx)
-    elif not links:
+    if not links:
         status, message = RunStatus.SUCCEEDED, f"Nothing to reconcile: no linked records on {ctx.name}."
     else:
         parts = []
@@ -129,151 +120,6 @@ def final(ctx: RunContext) -> tuple[str, str]:
         status = RunStatus.PARTIAL
         message += " Connector warning: " + "; ".join(ctx.warnings)
     return status, message
-
-
-# ------------------------------------------------------------------------------------------------ dry run
-
-
-@dataclass
-class DriftEntry:
-    """What a dry run found for one linked record."""
-
-    record: str  # "Company #12 Acme AS ↔ Customer 10001"
-    erp_name: str
-    action: str = ""  # '' | 'break' (the ERP no longer has the actor) | 'restore' (a broken link's actor is back)
-    detail: RecordDetail | None = None
-
-    def lines(self) -> list[str]:
-        """The record's heading, then one indented line per field, conflict and error."""
-        heading = self.record + ":"
-        if self.action == "break":
-            return [f"{heading} would be marked broken ({self.erp_name} no longer has the actor; the CRM record is "
-                    "kept)"]
-        lines = [heading + (" the broken link would come back (the ERP has the actor again)"
-                            if self.action == "restore" else "")]
-        d = self.detail or RecordDetail()
-        lines += [f"  to the CRM: {c.label}: {_quote(c.old)} -> {_quote(c.new)}" for c in d.to_crm]
-        lines += [f"  to {self.erp_name}: {c.label}: {_quote(c.old)} -> {_quote(c.new)}" for c in d.to_erp]
-        lines += [f"  conflict: {c.label}: CRM {_quote(c.crm_value)}, {self.erp_name} {_quote(c.erp_value)} -> "
-                  f"{c.rule or c.winner + ' wins'}" for c in d.conflicts]
-        lines += [f"  error: {text}" for text in d.errors]
-        return lines
-
-    def summary(self, limit: int = 300) -> str:
-        """One line: the record and its changes."""
-        lines = self.lines()
-        text = lines[0] + " " + "; ".join(line.strip() for line in lines[1:])
-        return text.strip()[:limit]
-
-
-def _quote(text: str) -> str:
-    return f"'{text}'" if text else "(blank)"
-
-
-_sink: ContextVar[Callable[[DriftEntry], None] | None] = ContextVar("reconcile_dry_run_sink", default=None)
-
-
-@contextmanager
-def reporting(callback: Callable[[DriftEntry], None]) -> Iterator[None]:
-    """Have the dry runs executed in this block hand every record that would change to ``callback``."""
-    token = _sink.set(callback)
-    try:
-        yield
-    finally:
-        _sink.reset(token)
-
-
-def _record_label(plan: TypePlan, it: BatchItem) -> str:
-    row = it.row
-    name = getattr(row, "name", None) or " ".join(
-        str(part) for part in (getattr(row, "first_name", None), getattr(row, "last_name", None)) if part)
-    label = f"{CRM_TYPE_LABELS.get(plan.crm_type, plan.crm_type)} #{it.crm_id}" + (f" {name}" if name else "")
-    return f"{label} \u2194 {plan.actor_type} {it.erp_key}"
-
-
-def report_dry_run(ctx: RunContext, plan: TypePlan, items: list[BatchItem]) -> None:
-    """batch.py's dry-run hook, once a batch is merged: count and report what it would do, then heartbeat and
-    progress as the apply step does. Writes nothing but the run's own row."""
-    callback = _sink.get()
-    for it in items:
-        entry = _dry_entry(ctx, plan, it)
-        if entry is None:
-            continue
-        sample = ctx.counts.setdefault("dry_run_sample", [])
-        if len(sample) < DRY_RUN_SAMPLE:
-            sample.append(entry.summary())
-        if callback is not None:
-            callback(entry)
-    ctx.count("records", len(items))
-    ctx.done += len(items)
-    total = max(ctx.total, ctx.done)
-    if not runs.heartbeat(ctx.run_id, progress_done=ctx.done, progress_total=total, counts=ctx.snapshot_counts(),
-                          connector_seconds=round(ctx.client.seconds, 4)):
-        raise RunAbandoned()
-    ctx.beat = clock.monotonic()
-    if ctx.on_progress is not None:
-        ctx.on_progress(ctx.done, total, ctx.snapshot_counts())
-
-
-def _dry_entry(ctx: RunContext, plan: TypePlan, it: BatchItem) -> DriftEntry | None:
-    if it.outcome == "broken":
-        ctx.count("would_break")
-        return DriftEntry(_record_label(plan, it), ctx.name, "break")
-    if it.outcome == "still_broken":
-        ctx.count("still_broken")
-        return None
-    if it.outcome is not None or it.result is None:  # gone from the CRM meanwhile
-        return None
-    # What the batch would send: record_detail describes the ERP side from what was sent.
-    it.sent = dict(it.result.to_erp)
-    parent = getattr(it, "parent", None)
-    if parent is not None and getattr(parent, "to_erp", None) is not None:
-        parent.sent = True
-    detail = record_detail(ctx, plan, it)
-    restore = it.status == LinkStatus.BROKEN
-    if not (detail.to_crm or detail.to_erp or detail.conflicts or detail.errors or restore):
-        ctx.count("unchanged")
-        return None
-    if detail.to_crm or detail.to_erp:
-        ctx.count("would_repair")
-    if detail.to_crm:
-        ctx.count("would_to_crm")
-        ctx.count("would_fields_to_crm", len(detail.to_crm))
-    if detail.to_erp:
-        ctx.count("would_to_erp")
-        ctx.count("would_fields_to_erp", len(detail.to_erp))
-    ctx.count("would_conflicts", len(detail.conflicts))
-    if detail.errors:
-        ctx.count("would_errors")
-    if restore:
-        ctx.count("would_restore")
-    return DriftEntry(_record_label(plan, it), ctx.name, "restore" if restore else "", detail)
-
-
-def _dry_message(ctx: RunContext) -> str:
-    c = ctx.counts
-    head = f"Dry run, nothing written: read {plural(c.get('records', 0), 'link')} of {ctx.name}"
-    parts = []
-    if c.get("would_repair"):
-        parts.append(f"{plural(c['would_repair'], 'record')} would be repaired ({c.get('would_to_crm', 0):,} in the "
-                     f"CRM, {c.get('would_to_erp', 0):,} in {ctx.name})")
-    if c.get("would_conflicts"):
-        parts.append(f"{plural(c['would_conflicts'], 'conflict')} would be settled")
-    if c.get("would_errors"):
-        parts.append(f"{plural(c['would_errors'], 'record')} with errors")
-    if c.get("would_break"):
-        parts.append(f"{plural(c['would_break'], 'link')} would be marked broken")
-    if c.get("would_restore"):
-        parts.append(f"{plural(c['would_restore'], 'broken link')} would come back")
-    if c.get("still_broken"):
-        parts.append(f"{plural(c['still_broken'], 'link')} still broken")
-    if not parts:
-        return head + "; both sides agree."
-    message = head + "; " + ", ".join(parts) + "."
-    sample = c.get("dry_run_sample") or []
-    if sample:
-        message += " First: " + " | ".join(sample[:DRY_RUN_MESSAGE_RECORDS])
-    return message
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -413,4 +259,4 @@ def next_due_at(settings: SyncSettings | None = None, now: datetime | None = Non
 
 
 __all__ = ["DriftEntry", "EVERY_CHOICES", "dispatch_due", "final", "first_slot", "next_due_at", "next_slot",
-           "reconcile", "report_dry_run", "reporting", "schedule_text", "set_schedule"]
+           "reconcile", "reporting", "schedule_text", "set_schedule"]

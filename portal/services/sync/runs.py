@@ -435,9 +435,43 @@ def active_runs() -> list[SyncRun]:
                                    .order_by(SyncRun.created_at)))
 
 
-def last_runs(connection_id: int, limit: int = 3) -> list[SyncRun]:
-    return list(db.session.scalars(select(SyncRun).where(SyncRun.connection_id == connection_id)
-                                   .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)))
+def last_runs(connection_id: int, limit: int = 3, *, previews: bool = False) -> list[SyncRun]:
+    """The connection's latest runs, newest first; previews (dry runs) only with ``previews=True``: they wrote
+    nothing, so they are not the connection's last sync."""
+    stmt = select(SyncRun).where(SyncRun.connection_id == connection_id)
+    if not previews:
+        stmt = stmt.where(real_run())
+    return list(db.session.scalars(stmt.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)))
+
+
+# ---------------------------------------------------------------------------------------------- previews
+
+
+def is_preview(run: SyncRun) -> bool:
+    """A dry run (option ``dry_run``, preview.py): it wrote nothing and is no sync of the connection."""
+    return bool((run.options or {}).get("dry_run"))
+
+
+def preview_run():
+    """SQL: the run is a preview (a dry run)."""
+    return func.coalesce(SyncRun.options["dry_run"].as_boolean(), False).is_(True)
+
+
+def real_run():
+    """SQL: the run is not a preview — use it wherever "the last run" or "the last successful sync" is asked."""
+    return ~preview_run()
+
+
+def update_options(run_id: int, **values) -> None:
+    """Add ``values`` to the run's options (a preview's ``ran_as``, a refused Run it that becomes a preview …)."""
+    run = db.session.get(SyncRun, run_id)
+    if run is not None:
+        run.options = {**(run.options or {}), **values}
+    db.session.commit()
+
+
+def mark_preview(run_id: int) -> None:
+    update_options(run_id, dry_run=True)
 
 
 def count_changes(run_id: int) -> dict[str, int]:
@@ -453,5 +487,5 @@ def count_changes(run_id: int) -> dict[str, int]:
 
 
 __all__ = ["CRM_PRIORITY_ID", "ChangeFilter", "LEASE_SECONDS", "RunBusy", "RunError", "RunRefused", "active_run",
-           "claim", "dispatch_due", "finish", "heartbeat", "mark_failed", "prune_log", "reap_stale", "request_all",
-           "request_run", "set_retention"]
+           "claim", "dispatch_due", "finish", "heartbeat", "is_preview", "mark_failed", "mark_preview", "preview_run",
+           "prune_log", "real_run", "reap_stale", "request_all", "request_run", "set_retention", "update_options"]
