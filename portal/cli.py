@@ -8,6 +8,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from portal.extensions import db
+from portal.models import User
 
 
 @click.command("init")
@@ -19,6 +20,7 @@ def init_command():
     from portal.services.bootstrap import initialise
 
     upgrade()
+    fresh = not db.session.scalar(select(func.count()).select_from(User))
     generated = initialise(current_app.config)
     if generated:
         click.echo("=" * 64)
@@ -26,6 +28,9 @@ def init_command():
         click.echo(f"  e-mail:   {current_app.config['ADMIN_EMAIL']}")
         click.echo(f"  password: {generated}")
         click.echo("=" * 64)
+    elif fresh:  # the password came from PORTAL_ADMIN_PASSWORD: still say whom to sign in as
+        click.echo(f"First admin created: sign in as {current_app.config['ADMIN_EMAIL']} with the password set in "
+                   "PORTAL_ADMIN_PASSWORD.")
     click.echo("Database ready.")
 
 

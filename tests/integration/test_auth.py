@@ -83,3 +83,19 @@ def test_error_pages_leak_nothing(app, admin_client):
     htmx = admin_client.get("/boom", htmx=True)
     assert htmx.status_code == 500 and "Something went wrong" in htmx.headers["HX-Trigger"]
     assert admin_client.get("/no-such-page").status_code == 404
+
+
+def test_init_says_whom_to_sign_in_as_when_the_password_is_preset(tmp_path, app_config):
+    from portal import create_app
+
+    app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'fresh.db'}",
+                      "ADMIN_EMAIL": "boss@example.com", "ADMIN_PASSWORD": PASSWORD}, environ={})
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["init"])
+    assert first.exit_code == 0, first.output
+    assert ("First admin created: sign in as boss@example.com with the password set in PORTAL_ADMIN_PASSWORD."
+            in first.output) and PASSWORD not in first.output
+    again = runner.invoke(args=["init"])
+    assert again.exit_code == 0 and "First admin created" not in again.output and "Database ready." in again.output
+    with app.app_context():
+        db.engine.dispose()
