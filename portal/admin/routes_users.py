@@ -34,7 +34,8 @@ from portal.web import apply_form_errors, audit_ctx, get_or_404, render_form
 # Settings sub-navigation: (label, endpoint, fallback URL, endpoint prefixes that mark it current).
 SETTINGS_NAV = (
     ("Sync", "admin.sync", "/settings/sync",
-     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping", "admin.alert")),
+     ("admin.sync", "admin.connection", "admin.connector", "admin.run", "admin.mapping", "admin.alert",
+      "admin.list_mapping", "admin.default", "admin.rank", "admin.preview")),
     ("Sync issues", "admin.sync_issues_inbox", "/settings/sync/issues", ("admin.sync_issues",)),
     ("Import", "admin.import_index", "/settings/import", ("admin.import_",)),
     ("Users", "admin.user_list", "/settings/users", ("admin.user_",)),

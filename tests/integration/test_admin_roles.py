@@ -38,3 +38,19 @@ def test_anonymous_users_are_sent_to_login_from_every_admin_url(app, client):
     for method, path in _admin_urls(app):
         response = client.open(path, method=method)
         assert response.status_code == 302 and "/login" in response.headers["Location"], (method, path)
+
+
+@pytest.mark.parametrize("path,current", [
+    ("/settings/connections/1/list-mapping", "Sync"), ("/settings/connections/1/defaults", "Sync"),
+    ("/settings/connections/1/rank", "Sync"), ("/settings/sync/alerts", "Sync"),
+    ("/settings/sync/issues", "Sync issues"), ("/settings/lists", "Lists"), ("/settings/users", "Users"),
+])
+def test_the_settings_navigation_marks_the_section_of_every_page(app, path, current):
+    with app.test_request_context(path):
+        from flask import request
+
+        assert request.endpoint is not None, path
+        context = {}
+        for processor in app.template_context_processors["admin"]:  # the blueprint's settings_nav()
+            context.update(processor())
+        assert [label for label, _url, is_current in context["settings_nav"]() if is_current] == [current]
