@@ -23,7 +23,7 @@ import signal
 import stat
 import sys
 import threading
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 
 import click
 from flask.cli import AppGroup, with_appcontext
@@ -245,17 +245,8 @@ def sync_command(connection_name: str | None, resync_from: str | None, no_blank:
             out.echo("No active connection with an active actor type: nothing to sync.")
             return
         busy: list[str] = []
-        outcomes = []
         progress = _Progress(out)
-        for connection in connections:
-            run_id = _request(out, connection, kind, {"no_blank": no_blank}, busy)
-            if run_id is None:
-                continue
-            out.echo(f"{connection.name}: {kind} (run #{run_id}) …")
-            db.session.commit()
-            out.check()
-            outcomes.append(engine.execute_run(run_id, on_progress=progress))
-            progress.end()
+        outcomes = _run_each(out, progress, connections, kind, {"no_blank": no_blank}, busy, label=str(kind))
         for followup in engine.run_followups(outcomes, on_progress=progress):
             progress.end()
             outcomes.append(followup)
@@ -292,20 +283,16 @@ def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
             for line in entry.lines():
                 out.echo("  " + line)
 
-        outcomes = []
-        for connection in connections:
-            run_id = _request(out, connection, RunKind.RECONCILE, {"dry_run": dry_run}, busy)
-            if run_id is None:
-                continue
-            out.echo(f"{connection.name}: reconcile{', dry run' if dry_run else ''} (run #{run_id}) …")
-            db.session.commit()
-            out.check()
+        def reporting():
             found[0] = 0
-            with reconcile.reporting(show):
-                outcomes.append(engine.execute_run(run_id, on_progress=progress))
-            progress.end()
-            if dry_run and not found[0] and outcomes[-1].status != RunStatus.FAILED:
+            return reconcile.reporting(show)
+
+        def after(outcome) -> None:
+            if dry_run and not found[0] and outcome.status != RunStatus.FAILED:
                 out.echo("  Nothing would change: both sides agree.")
+
+        outcomes = _run_each(out, progress, connections, RunKind.RECONCILE, {"dry_run": dry_run}, busy,
+                             label="reconcile, dry run" if dry_run else "reconcile", report=reporting, after=after)
         if not dry_run:  # what the reconcile wrote into the CRM goes on to the other connections (the CRM is the hub)
             for followup in engine.run_followups(outcomes, on_progress=progress):
                 progress.end()
@@ -315,11 +302,34 @@ def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
         sys.exit(1)
 
 
+def _run_each(out: _Output, progress: _Progress, connections, kind: str, options: dict, busy: list[str], *,
+              label: str, report=None, after=None) -> list:
+    """One run of ``kind`` per connection, in the foreground, one after the other: each requested (a busy
+    connection is noted in ``busy``), announced, executed inside ``report()`` (a context manager made per run:
+    e.g. a preview's reporting sink) and followed by ``after(outcome)``. Returns the outcomes."""
+    from portal.services.sync import engine
+
+    outcomes = []
+    for connection in connections:
+        run_id = _request(out, connection, kind, options, busy)
+        if run_id is None:
+            continue
+        out.echo(f"{connection.name}: {label} (run #{run_id}) …")
+        db.session.commit()
+        out.check()
+        with report() if report is not None else nullcontext():
+            outcomes.append(engine.execute_run(run_id, on_progress=progress))
+        progress.end()
+        if after is not None:
+            after(outcomes[-1])
+    return outcomes
+
+
 def _preview_command(connection_name: str | None, kind: str, no_blank: bool) -> None:
     """``erp sync --dry-run``: a preview run per connection (option ``dry_run``, preview.py); per connection a table
     of what would change (record, field, direction, old -> new, conflicts and errors), then the totals. Writes
     nothing but the runs' own rows; no hub follow-ups (nothing reached the CRM)."""
-    from portal.services.sync import engine, preview
+    from portal.services.sync import preview
 
     out = _Output()
     outcomes = []
@@ -330,23 +340,20 @@ def _preview_command(connection_name: str | None, kind: str, no_blank: bool) -> 
         if not connections:
             out.echo("No active connection with an active actor type: nothing to preview.")
             return
-        progress = _Progress(out)
         rows: list[list[str]] = []
-        for connection in connections:
-            run_id = _request(out, connection, kind, {"no_blank": no_blank, "dry_run": True}, busy)
-            if run_id is None:
-                continue
-            out.echo(f"{connection.name}: {kind}, dry run (run #{run_id}) …")
-            db.session.commit()
-            out.check()
+
+        def reporting():
             rows.clear()
-            with preview.reporting(lambda entry: rows.extend(_preview_rows(entry))):
-                outcomes.append(engine.execute_run(run_id, on_progress=progress))
-            progress.end()
+            return preview.reporting(lambda entry: rows.extend(_preview_rows(entry)))
+
+        def after(outcome) -> None:
             if rows:
                 out.echo(_table(["Record", "Field", "Direction", "Old", "New", "Conflict / error"], rows))
-            elif outcomes[-1].status != RunStatus.FAILED:
+            elif outcome.status != RunStatus.FAILED:
                 out.echo("  Nothing would change: both sides agree.")
+
+        outcomes += _run_each(out, _Progress(out), connections, kind, {"no_blank": no_blank, "dry_run": True}, busy,
+                              label=f"{kind}, dry run", report=reporting, after=after)
         _preview_summary(out, outcomes)
     if busy or any(o.status == RunStatus.FAILED for o in outcomes):
         sys.exit(1)
