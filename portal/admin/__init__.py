@@ -19,6 +19,14 @@ def _erp_not_answering(connection) -> str:
     return not_answering(connection)
 
 
+@bp.app_template_global("next_sync_text")
+def _next_sync_text(settings) -> str:
+    """When the next periodic sync starts ("due now" right after turning it on), for the Automatic sync block."""
+    from portal.services.sync.runs import next_due_text
+
+    return next_due_text(settings)
+
+
 from portal.admin import (  # noqa: E402,F401
     routes_alerts,
     routes_audit,

@@ -9,6 +9,7 @@ from portal.admin import bp
 from portal.extensions import db
 from portal.htmx import wants_partial
 from portal.models import AuditEvent
+from portal.services import audit
 
 
 @bp.route("/audit")
@@ -22,4 +23,5 @@ def audit_log():
         query = query.where(AuditEvent.object_type == object_type)
     page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=50, error_out=False)
     template = "admin/audit/_table.html" if wants_partial() else "admin/audit/index.html"
-    return render_template(template, page=page, action=action, object_type=object_type)
+    changes = {event.id: audit.diff(event.before, event.after) for event in page.items}
+    return render_template(template, page=page, action=action, object_type=object_type, changes=changes)

@@ -21,7 +21,7 @@ from portal.admin.forms_runs import ChangeFilterForm, PreviewForm, RetentionForm
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
 from portal.models import CRM_MODELS, Connection, Link, RunKind, RunStatus, SyncRun
-from portal.services import audit
+from portal.services import audit, labels
 from portal.services.bootstrap import sync_settings
 from portal.services.connectors import ServiceError
 from portal.services.sync import preview, runs
@@ -83,7 +83,8 @@ def _record_names(changes) -> dict[tuple[str, int], str]:
 def _change_context(filters: runs.ChangeFilter) -> dict:
     page = runs.change_page(filters, request.args.get("page", 1), CHANGE_PAGE_SIZE)
     names = {c.id: c.name for c in _connections()}
-    return {"changes": page, "record_names": _record_names(page.items), "connection_names": names}
+    return {"changes": page, "record_names": _record_names(page.items), "connection_names": names,
+            "change_texts": labels.change_texts(page.items)}
 
 
 def _runs_context() -> dict:

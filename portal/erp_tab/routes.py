@@ -83,8 +83,14 @@ def _dialog_error(section: svc.Section, message: str, *, retry_url: str | None =
                    title=title or f"Connect “{section.record.display_name}” to {section.connection.name}")
 
 
-def _render_section(section: svc.Section, **extra):
-    return render_template("erp_tab/_section.html", section=section, **extra)
+def _render_section(section: svc.Section, *, record_changed: bool = False, **extra):
+    """The section; after an action that may have written the CRM record (Connect, Create, Sync now), also the
+    record's header line out-of-band, so its "updated" time is not stale."""
+    html = render_template("erp_tab/_section.html", section=section, **extra)
+    if record_changed:
+        html += render_template("crm/_record_meta.html", record=section.record,
+                                record_label=section.crm_type.title(), oob=True)
+    return html
 
 
 # ------------------------------------------------------------------------------------------------ panel
@@ -219,7 +225,7 @@ def _done(current: svc.Section, outcome: svc.LinkOutcome, verb: str):
         toast("warning", warning)
     hx_trigger("close-dialog")
     fresh = svc.section_for(g.user, current.crm_type, current.record, current.connection.id)
-    response = _render_section(fresh, message=message)
+    response = _render_section(fresh, message=message, record_changed=True)
     headers = {"HX-Retarget": f"#erp-conn-{current.connection.id}", "HX-Reswap": "outerHTML"}
     return response, 200, headers
 
@@ -342,4 +348,4 @@ def sync_now(crm_type: str, record_id: int, connection_id: int):
         toast("success", outcome.message or ("Nothing to sync: both sides already agree." if outcome.nothing
                                              else "Synced."))
     fresh = svc.section_for(g.user, crm_type, current.record, connection_id)
-    return _render_section(fresh, sync=outcome)
+    return _render_section(fresh, sync=outcome, record_changed=True)

@@ -60,6 +60,7 @@ from portal.models import (
 from portal.services import audit
 from portal.services.connectors import client_for
 from portal.services.crm_rules import check_crm_value, check_crm_values
+from portal.services.labels import ChangeText, ItemNames, change_texts, value_texts
 from portal.services.links import LinkError, check_free, create_link, holder_descriptions, link_for, mark_broken
 from portal.services.links import remove_link as _remove_link
 from portal.services.live_cache import live_cache
@@ -72,6 +73,8 @@ from portal.services.sync.fieldmap import (
     to_crm_values,
     write_crm,
 )
+from portal.services.sync_now_text import conflict_text
+from portal.services.sync_now_text import triples as _triples
 from portal.services.values import ConversionError, display, is_blank, normalize_erp, number_text, same_value
 
 log = logging.getLogger(__name__)
@@ -227,7 +230,7 @@ class Section:
     link: Link | None
     parent_link: Link | None = None
     blocked: str = ""  # why the record cannot be connected on this connection right now
-    conflicts: list[SyncChange] = field(default_factory=list)
+    conflicts: list[ChangeText] = field(default_factory=list)
 
     @property
     def connected(self) -> bool:
@@ -286,8 +289,8 @@ def _require_licence(user) -> None:
         raise Refused("You need an ERP Sync licence to use the ERP tab.")
 
 
-def _conflicts(link: Link) -> list[SyncChange]:
-    """The conflicts recorded by the most recent sync run that touched this link."""
+def _conflicts(link: Link) -> list[ChangeText]:
+    """The conflicts recorded by the most recent sync run that touched this link, as people read them."""
     # By the record first (the change log's record index), then the link: the log may hold millions of rows
     this_link = (SyncChange.crm_type == link.crm_type, SyncChange.crm_id == link.crm_id,
                  SyncChange.connection_id == link.connection_id, SyncChange.link_id == link.id)
@@ -295,9 +298,8 @@ def _conflicts(link: Link) -> list[SyncChange]:
                                .order_by(SyncChange.id.desc()).limit(1))
     if latest is None:
         return []
-    return list(db.session.scalars(select(SyncChange).where(*this_link, SyncChange.run_id == latest,
-                                                            SyncChange.conflict.is_(True))
-                                   .order_by(SyncChange.id)))
+    return list(change_texts(db.session.scalars(select(SyncChange).where(
+        *this_link, SyncChange.run_id == latest, SyncChange.conflict.is_(True)).order_by(SyncChange.id))).values())
 
 
 def _build_section(connection: Connection, access: Access, configs: list[ActorTypeConfig], crm_type: str,
@@ -508,6 +510,7 @@ class LiveValues:
     broken: bool = False
     error: str = ""
     warnings: list[str] = field(default_factory=list)
+    reload: bool = False  # this read broke or restored the link: the section (heading, message) is shown anew
 
 
 @dataclass(frozen=True)
@@ -571,16 +574,19 @@ def live_values(section: Section) -> LiveValues:
         if link.status != LinkStatus.BROKEN:
             mark_broken(link, f"The ERP no longer has {actor_type} {erp_key}.")
             db.session.commit()
+            return LiveValues(broken=True, warnings=warnings, reload=True)
         return LiveValues(broken=True, warnings=warnings)
-    if link.status == LinkStatus.BROKEN:
+    restored = link.status == LinkStatus.BROKEN
+    if restored:
         # The ERP has the actor again: the next sync merges the record in full (a retry due now), so CRM edits
-        # made while the link was broken are not left behind the connection's CRM mark.
-        link.status, link.status_message, link.retry_at = LinkStatus.OK, "", utcnow()
+        # made while the link was broken are not left behind the connection's CRM mark; the last result (the broken
+        # message) no longer holds.
+        link.status, link.status_message, link.last_result, link.retry_at = LinkStatus.OK, "", "", utcnow()
         db.session.commit()
     values = actor.get("FieldValues") or {}
     shown = [(f.display_name or f.field_key, display_value(f, values.get(f.field_key), texts.get(f.field_key)))
              for f in fields]
-    return LiveValues(fields=shown, warnings=warnings)
+    return LiveValues(fields=shown, warnings=warnings, reload=restored)
 
 
 # ------------------------------------------------------------------------------------------------- search
@@ -1270,6 +1276,7 @@ class NewActor:
     ask: list[ErpField]
     lists: dict[str, dict[str, str]]
     notes: list[str] = field(default_factory=list)  # CRM values left out of the new actor, and why
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)  # names of the list items in ``values``
 
 
 def _new_values(record, config: ActorTypeConfig, notes: list[str] | None = None) -> tuple[dict, list[str]]:
@@ -1330,7 +1337,18 @@ def new_actor(section: Section, config: ActorTypeConfig, lists: dict[str, dict[s
     prefill = _ask_prefill(config, None, section.record)
     if lists is None:
         lists = get_lists(section.connection, ask)
-    return NewActor(values, problems, prefill, ask, lists, notes)
+    texts = value_texts(config.fields, values, lists, lambda unnamed: _read_texts(section.connection, unnamed, values))
+    return NewActor(values, problems, prefill, ask, lists, notes, texts)
+
+
+def _read_texts(connection: Connection, fields: list[ErpField], values: Mapping) -> dict[str, dict[str, str]]:
+    """GetListItems for the list items among ``values`` (on failure: none, the keys are shown)."""
+    client = _client(connection, retries=0)
+    _release()
+    try:
+        return _list_texts(client, connection.guid, fields, [{"FieldValues": values}])
+    finally:
+        client.close()
 
 
 def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mapping[str, object], *, user=None,
@@ -1454,55 +1472,6 @@ class SyncOutcome:
         return self.ok and not (self.to_erp or self.to_crm or self.conflicts)
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, int | float):
-        return number_text(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
-def _triples(items) -> list[tuple[str, str, str]]:
-    result = []
-    for item in items or []:
-        if isinstance(item, str):
-            result.append((item, "", ""))
-            continue
-        try:
-            label, old, new = item
-        except (TypeError, ValueError):
-            result.append((str(item), "", ""))
-            continue
-        result.append((str(label), _text(old), _text(new)))
-    return result
-
-
-def conflict_text(item: object) -> str:
-    """A readable line for one conflict reported by the engine (``ConflictLine`` or anything similar)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, tuple | list):
-        return " · ".join(_text(part) for part in item)
-    label = getattr(item, "label", None) or getattr(item, "key", None) or ""
-    crm = getattr(item, "crm_value", getattr(item, "crm", None))
-    erp = getattr(item, "erp_value", getattr(item, "erp", None))
-    winner, rule = getattr(item, "winner", None), getattr(item, "rule", None)
-    details = []
-    if crm is not None or erp is not None:
-        details.append(f"CRM had “{_text(crm)}”, ERP had “{_text(erp)}”")
-    if rule:
-        details.append(str(rule))
-    elif winner:
-        details.append(f"{winner} wins")
-    if not label and not details:
-        return str(item)
-    return f"{label}: " + "; ".join(details) if details else str(label)
-
-
 def sync_now(section: Section, *, user=None, **ctx) -> SyncOutcome:
     """Sync this record on this connection at once through the sync engine (synchronous)."""
     link = section.link
@@ -1522,9 +1491,10 @@ def sync_now(section: Section, *, user=None, **ctx) -> SyncOutcome:
     except RunError as exc:  # RunBusy: another run is active; RunRefused: not linked, inactive …
         db.session.rollback()
         raise RuleBroken(str(exc) or "Another sync is running on this connection; try again shortly.") from exc
+    names = ItemNames(section.link_config.fields if section.link_config else [], section.crm_type)
     outcome = SyncOutcome(
-        to_erp=_triples(getattr(result, "to_erp", [])), to_crm=_triples(getattr(result, "to_crm", [])),
-        conflicts=[conflict_text(c) for c in getattr(result, "conflicts", None) or []],
+        to_erp=_triples(names.sent(getattr(result, "to_erp", []))), to_crm=_triples(getattr(result, "to_crm", [])),
+        conflicts=[conflict_text(c) for c in names.conflicts(getattr(result, "conflicts", None))],
         message=str(getattr(result, "message", "") or ""), ok=bool(getattr(result, "ok", True)),
         warning=str(getattr(result, "warning", "") or ""), run_id=getattr(result, "run_id", None))
     db.session.rollback()  # whatever the engine left in this session is its business; start clean

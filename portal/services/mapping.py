@@ -234,7 +234,7 @@ def crm_choices(erp_field: ErpField, crm_type: str, used: Mapping[str, ErpField]
     choices = []
     for target in CRM_FIELDS[crm_type]:
         disabled, reason, note = False, "", ""
-        ok, why = compatible(erp_field.field_type, target.type)
+        ok, why = compatible(erp_field.field_type, target.type, target.label)
         user = used.get(target.key)
         if not ok:
             disabled, reason = True, why
@@ -254,7 +254,7 @@ def _target_problem(erp_field: ErpField, crm_type: str, crm_key: str | None) -> 
     target = crm_field(crm_type, crm_key)
     if target is None:
         return Availability(False, f"CRM field {crm_key} no longer exists")
-    ok, why = compatible(erp_field.field_type, target.type)
+    ok, why = compatible(erp_field.field_type, target.type, target.label)
     if not ok:
         return Availability(False, why)
     return None
@@ -349,7 +349,7 @@ def validate_row(erp_field: ErpField, state: MappingState,
             elif state.to_crm or state.to_erp:
                 errors.append(f"CRM field “{key}” no longer exists: unmap {field_label(erp_field)}.")
             return errors
-        ok, why = compatible(erp_field.field_type, target.type)
+        ok, why = compatible(erp_field.field_type, target.type, target.label)
         if not ok:
             errors.append(f"{field_label(erp_field)} cannot be mapped to CRM field {target.label}: {why}.")
             return errors
@@ -480,7 +480,7 @@ def mapping_problems(connection: Connection) -> list[str]:
                 problems.append(f"{where} is mapped to CRM field “{erp_field.crm_field}”, which is missing in the "
                                 f"CRM; unmap it.")
                 continue
-            ok, why = compatible(erp_field.field_type, target.type)
+            ok, why = compatible(erp_field.field_type, target.type, target.label)
             if not ok:
                 problems.append(f"{where} is mapped to CRM field {target.label}, which no longer fits: {why}.")
                 continue

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
+from portal.database import utcnow
 from portal.extensions import db
 from portal.models import CRM_PRIORITY_ID, Connection, SyncSettings
 from portal.services import audit
@@ -19,7 +22,7 @@ def set_auto_sync(on: bool, actor=None, **ctx) -> SyncSettings:
         audit.record("sync.auto", object_type="sync_settings", object_id=1, object_repr="Automatic sync",
                      before={"auto_sync": settings.auto_sync}, after={"auto_sync": on}, actor=actor, **ctx)
         settings.auto_sync = on
-        settings.next_due_at = None  # due at once when turned on
+        settings.next_due_at = utcnow() if on else None  # due at once when turned on
     db.session.commit()
     return settings
 
@@ -35,7 +38,7 @@ def set_interval(seconds: int, actor=None, **ctx) -> SyncSettings:
                      before={"interval_seconds": settings.interval_seconds}, after={"interval_seconds": seconds},
                      actor=actor, **ctx)
         settings.interval_seconds = seconds
-        settings.next_due_at = None
+        settings.next_due_at = utcnow() + timedelta(seconds=seconds)  # a new interval counts from now
     db.session.commit()
     return settings
 

@@ -57,14 +57,21 @@ _TEXT_TYPES = frozenset({FieldType.TEXT, FieldType.PASSWORD, FieldType.LABEL})
 _CRM_TEXT_TYPES = frozenset({CrmFieldType.TEXT, CrmFieldType.LONGTEXT})
 _PASSWORD_MASK = "\u2022" * 8
 
-# Article + type name used in the compatibility reasons ("An Integer field ...").
-_TYPE_PHRASE = {
-    FieldType.TEXT: "A Text field",
-    FieldType.LABEL: "A Label field",
-    FieldType.INTEGER: "An Integer field",
-    FieldType.DOUBLE: "A Double field",
-    FieldType.DATE: "A Date field",
-    FieldType.LIST: "A List field",
+# The compatibility reasons name what the CRM field is and what the ERP field type can be mapped to instead:
+# an admin reads them in the tooltip of a disabled choice, so each must say the rule that applies (issue #17).
+_CRM_KIND = {
+    CrmFieldType.TEXT: "a text field",
+    CrmFieldType.LONGTEXT: "a long text field",
+    CrmFieldType.DATE: "a date field",
+    CrmFieldType.LIST: "a list",
+}
+_CRM_TARGET = {
+    FieldType.TEXT: "a CRM text or long text field",
+    FieldType.LABEL: "a CRM text or long text field",
+    FieldType.INTEGER: "a CRM text or long text field",
+    FieldType.DOUBLE: "a CRM text or long text field",
+    FieldType.DATE: "a CRM date field",
+    FieldType.LIST: "a CRM list field",
 }
 
 _INT_RE = re.compile(r"[+-]?\d+(?:\.0*)?")
@@ -324,13 +331,14 @@ _NORMALIZERS = {
 # ------------------------------------------------------------------------------------------------ API
 
 
-def compatible(erp_type: str, crm_field_type: str) -> tuple[bool, str]:
+def compatible(erp_type: str, crm_field_type: str, crm_label: str = "") -> tuple[bool, str]:
     """Whether an ERP field of ``erp_type`` may map to a CRM field of ``crm_field_type``: ``(ok, reason)``.
 
-    ``reason`` is ``''`` when ok, else a short sentence for the tooltip of a disabled choice. Rules: CRM text and
-    long text take ERP Text, Label, Integer and Double (that a Label only syncs to the CRM is enforced by the
-    mapping screen); CRM date takes only Date; CRM list takes only List; Password never maps; Checkbox maps to no
-    current CRM field type.
+    ``reason`` is ``''`` when ok, else a short sentence for the tooltip of a disabled choice, naming the CRM field
+    (``crm_label``, e.g. ``'Country is a list in the CRM; an ERP Text field can only be mapped to a CRM text or
+    long text field'``). Rules: CRM text and long text take ERP Text, Label, Integer and Double (that a Label only
+    syncs to the CRM is enforced by the mapping screen); CRM date takes only Date; CRM list takes only List;
+    Password never maps; Checkbox maps to nothing (the CRM has no checkbox fields).
     """
     try:
         ftype = _field_type(erp_type)
@@ -341,17 +349,20 @@ def compatible(erp_type: str, crm_field_type: str) -> tuple[bool, str]:
     except ConversionError as error:
         return False, str(error)
     if ftype == FieldType.PASSWORD:
-        return False, "A password field is never synced"
+        return False, "An ERP Password field is never synced, so it cannot be mapped"
     if ftype == FieldType.CHECKBOX:
-        return False, "A checkbox can only map to a checkbox field"
+        return False, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"
     if ftype == FieldType.DATE:
-        return (True, "") if ctype == CrmFieldType.DATE else (False, "A Date field can only map to a date field")
-    if ftype == FieldType.LIST:
-        return (True, "") if ctype == CrmFieldType.LIST else (False, "A List field can only map to a list field")
-    # Text, Label, Integer, Double
-    if ctype in _CRM_TEXT_TYPES:
+        ok = ctype == CrmFieldType.DATE
+    elif ftype == FieldType.LIST:
+        ok = ctype == CrmFieldType.LIST
+    else:  # Text, Label, Integer, Double
+        ok = ctype in _CRM_TEXT_TYPES
+    if ok:
         return True, ""
-    return False, f"{_TYPE_PHRASE[ftype]} can only map to a text field"
+    kind = _CRM_KIND[ctype]
+    crm_side = f"{crm_label} is {kind} in the CRM" if crm_label else f"The CRM field is {kind}"
+    return False, f"{crm_side}; an ERP {ftype.value} field can only be mapped to {_CRM_TARGET[ftype]}"
 
 
 def _require_compatible(erp_type: str, crm_field_type: str) -> tuple[FieldType, CrmFieldType]:

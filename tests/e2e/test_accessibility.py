@@ -97,3 +97,32 @@ def test_main_pages_have_no_serious_accessibility_or_layout_problems(browser, li
                 problems.setdefault("Connect dialog", []).append("a Select button is off-screen")
     context.close()
     assert not problems, "\n".join(f"{where}:\n  " + "\n  ".join(lines) for where, lines in problems.items())
+
+
+def test_no_console_errors_on_pages_and_htmx_swaps(live_server, admin_page):
+    """Item 9: no CSP violation (htmx's own indicator styles are off), no missing favicon, no script error — on page
+    loads and on htmx swaps (tabs, the ERP dialog, search, Test, toggles)."""
+    page, url = admin_page, live_server.url
+    world = sync_issue_world(live_server.app)
+    ids = _ids(live_server.app, world)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(f"{page.url}: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    for path in _pages(ids):
+        page.goto(f"{url}{path}")
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{url}/companies/{ids['free_company']}")
+    page.get_by_role("tab", name="Contacts").click()
+    page.get_by_role("tab", name="ERP").click()
+    page.get_by_role("button", name=re.compile(r"^Connect to Customer in")).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Search ERP").fill("a")
+    dialog.get_by_role("button", name="Search", exact=True).click()
+    expect(dialog.get_by_role("button", name=re.compile(r"^Select "))).not_to_have_count(0)
+    dialog.get_by_role("button", name="Cancel").click()
+    page.goto(f"{url}/settings/sync?connection={ids['connection']}")
+    page.locator(f"#connection-{ids['connection']}").get_by_role("button", name="Test").click()
+    expect(page.locator(f"#connection-{ids['connection']}")).to_contain_text("Test of Demo ERP")
+    page.goto(f"{url}/companies?q=a")
+    page.wait_for_load_state("networkidle")
+    assert errors == []

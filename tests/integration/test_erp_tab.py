@@ -408,10 +408,13 @@ def test_actor_deleted_in_the_erp_marks_the_link_broken_and_offers_disconnect(ap
             {"creditlimit": "1"})
     fake.delete_actor("Customer", acme_key)
     body = text(user_client.get(url("company", crm["acme"], conn, "/values"), htmx=True))
-    assert f"The ERP no longer has Customer {acme_key}." in body
+    # the read broke the link: the values ask for the whole section again (its heading and message change)
+    assert f'hx-get="/erp/company/{crm["acme"]}/connections/{conn}"' in body and "no longer has" not in body
     assert link_of(app, "company", crm["acme"], conn).status == LinkStatus.BROKEN
     section = text(user_client.get(url("company", crm["acme"], conn), htmx=True))
-    assert ">Disconnect</button>" in section and "broken" in section
+    assert ">Disconnect</button>" in section and f"Fake production: link broken — Customer {acme_key}" in section
+    assert section.count("no longer has") == 1
+    assert "no longer has" not in text(user_client.get(url("company", crm["acme"], conn, "/values"), htmx=True))
     response = user_client.post(url("company", crm["acme"], conn, "/disconnect"), htmx=True)
     assert response.status_code == 200 and "Fake production: not connected" in text(response)
     assert link_of(app, "company", crm["acme"], conn) is None

@@ -144,7 +144,7 @@ def test_the_card_shows_the_run_cursor_broken_links_unsynced_edits_and_the_chart
     assert "Customer: " + cursor[:10] in html
     assert "Unsynced CRM edits</dt>" in html and re.search(r"<dd>\s*1, the oldest from", html)
     assert '<svg class="sync-chart-svg"' in html and "sync activity, last 14 days</title>" in html
-    assert '<table class="sr-only">' in html and "<th scope=\"col\">Runs</th>" in html
+    assert '<div class="sr-only">' in html and "<th scope=\"col\">Runs</th>" in html
 
 
 def test_health_is_computed_with_a_fixed_number_of_queries(app, fake, world):

@@ -119,9 +119,10 @@ def test_crm_choices_offer_only_fields_whose_type_fits(ctx, key, enabled):
 def test_disabled_choice_reasons_name_the_type_rule(ctx):
     connection = build()
     choices = {c.key: c for c in mapping.crm_choices(field(connection, "NAME"), "company", {}, {})}
-    assert choices["country_id"].reason == "A Text field can only map to a text field"
+    assert choices["country_id"].reason == ("Country is a list in the CRM; an ERP Text field can only be mapped to a "
+                                            "CRM text or long text field")
     checkbox = {c.key: c for c in mapping.crm_choices(field(connection, "ACTIVE"), "company", {}, {})}
-    assert checkbox["country_id"].reason == "A checkbox can only map to a checkbox field"
+    assert checkbox["country_id"].reason == "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"
 
 
 def test_contact_date_field_takes_only_the_date_field(ctx):
@@ -132,10 +133,13 @@ def test_contact_date_field_takes_only_the_date_field(ctx):
 
 
 @pytest.mark.parametrize("key, crm_key, types, message", [
-    ("FIRSTNAME", "birth_date", ("Person",), "A Text field can only map to a text field"),  # text onto a date
-    ("ACTIVE", "country_id", ("Customer",), "A checkbox can only map to a checkbox field"),  # checkbox onto a list
+    ("FIRSTNAME", "birth_date", ("Person",),  # text onto a date
+     "Birth date is a date field in the CRM; an ERP Text field can only be mapped to a CRM text or long text field"),
+    ("ACTIVE", "country_id", ("Customer",),  # checkbox onto a list
+     "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
     ("NAME", "shoe_size", ("Customer",), "Unknown CRM field “shoe_size”"),
-    ("FOUNDED", "name", ("Customer",), "A Date field can only map to a date field"),
+    ("FOUNDED", "name", ("Customer",),
+     "Name is a text field in the CRM; an ERP Date field can only be mapped to a CRM date field"),
 ])
 def test_bad_mapping_is_refused_with_the_reason_and_nothing_saved(ctx, key, crm_key, types, message):
     connection = build(types=types)

@@ -125,7 +125,7 @@ def test_the_svg_bars_are_in_proportion_and_the_chart_is_accessible():
     assert re.search(r'<svg [^>]*role="img" aria-labelledby="c1-title c1-desc"', html)
     assert '<title id="c1-title">Demo ERP: sync activity, last 14 days</title>' in html
     assert "Totals: 7 runs, 0 failed runs, 1,000 fields to the crm" in html
-    table = html[html.index('<table class="sr-only">'):]
+    table = html[html.index('<div class="sr-only">'):]
     assert "<caption>Demo ERP: sync activity, last 14 days, per day</caption>" in table
     assert table.count('<th scope="row">') == 14 and '<th scope="col">Conflicts</th>' in table
     assert '<tr><th scope="row">2026-12-01</th><td>4</td><td>0</td>' in table

@@ -73,19 +73,55 @@ def test_compatible_accepts_plain_strings():
 @pytest.mark.parametrize(
     "erp_type, crm_type, reason",
     [
-        (DT, CT, "A Date field can only map to a date field"),
-        (LST, CT, "A List field can only map to a list field"),
-        (C, CT, "A checkbox can only map to a checkbox field"),
-        (C, CL, "A checkbox can only map to a checkbox field"),
-        (P, CT, "A password field is never synced"),
-        (INT, CD, "An Integer field can only map to a text field"),
-        (D, CL, "A Double field can only map to a text field"),
-        (T, CD, "A Text field can only map to a text field"),
-        (L, CL, "A Label field can only map to a text field"),
+        (DT, CT, "The CRM field is a text field; an ERP Date field can only be mapped to a CRM date field"),
+        (LST, CT, "The CRM field is a text field; an ERP List field can only be mapped to a CRM list field"),
+        (C, CT, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+        (C, CL, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+        (P, CT, "An ERP Password field is never synced, so it cannot be mapped"),
+        (INT, CD, "The CRM field is a date field; an ERP Integer field can only be mapped to a CRM text or long "
+                  "text field"),
+        (D, CL, "The CRM field is a list; an ERP Double field can only be mapped to a CRM text or long text field"),
+        (T, CD, "The CRM field is a date field; an ERP Text field can only be mapped to a CRM text or long text "
+                "field"),
+        (L, CL, "The CRM field is a list; an ERP Label field can only be mapped to a CRM text or long text field"),
+        (DT, CLT, "The CRM field is a long text field; an ERP Date field can only be mapped to a CRM date field"),
     ],
 )
 def test_compatible_reasons(erp_type, crm_type, reason):
     assert compatible(erp_type, crm_type) == (False, reason)
+
+
+@pytest.mark.parametrize(
+    "erp_type, crm_type, label, reason",
+    [
+        # issue #17: it used to say "A Text field can only map to a text field" for Country
+        (T, CL, "Country", "Country is a list in the CRM; an ERP Text field can only be mapped to a CRM text or "
+                           "long text field"),
+        (INT, CD, "Birth date", "Birth date is a date field in the CRM; an ERP Integer field can only be mapped to "
+                                "a CRM text or long text field"),
+        (DT, CT, "Name", "Name is a text field in the CRM; an ERP Date field can only be mapped to a CRM date field"),
+        (LST, CLT, "Description", "Description is a long text field in the CRM; an ERP List field can only be "
+                                  "mapped to a CRM list field"),
+        (C, CL, "Country", "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+        (P, CT, "Name", "An ERP Password field is never synced, so it cannot be mapped"),
+    ],
+)
+def test_compatible_reasons_name_the_crm_field_and_what_the_erp_type_takes(erp_type, crm_type, label, reason):
+    assert compatible(erp_type, crm_type, label) == (False, reason)
+
+
+def test_every_incompatible_pair_names_the_crm_field_unless_the_erp_type_never_maps():
+    for erp_type in FieldType:
+        for crm_type in CrmFieldType:
+            ok, reason = compatible(erp_type, crm_type, "Target")
+            if ok:
+                continue
+            assert not reason.endswith(".") and reason[0].isupper()
+            if erp_type in (C, P):
+                assert "Target" not in reason
+            else:
+                assert reason.startswith("Target is ") and f"an ERP {erp_type.value} field" in reason
+                assert "can only map to" not in reason  # the old, misleading wording
 
 
 def test_compatible_unknown_types():

@@ -145,6 +145,8 @@ def _apply_once(ctx: RunContext, plan: TypePlan, items: list[BatchItem], one_way
                 count("skipped_blank", len(result.skipped_blank))
             if not it.crm_write and not it.sent and not moved:
                 count("unchanged")
+            else:  # a settled conflict is here too: its winner's value was written to the loser's side
+                count("changed")
             values = {"id": it.link_id, "base": result.new_base, "last_synced_at": now,
                       "last_result": record_summary(ctx, it), "status": LinkStatus.OK,
                       "status_message": ""}
@@ -174,6 +176,8 @@ def _apply_once(ctx: RunContext, plan: TypePlan, items: list[BatchItem], one_way
             changes += change_rows(ctx, plan, it, now)
         for key, number in tally.items():
             ctx.count(key, number)
+        if items:  # even 0: the run page tells a run that changed nothing from one recorded before this count
+            ctx.counts.setdefault("changed", 0)
         for values in link_updates + guarded:
             values["updated_at"] = now  # what Link.updated_at's onupdate would set (one time per batch)
         # links before records: a link's guard compares its record's updated_at as it was
