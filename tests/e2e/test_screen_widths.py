@@ -46,7 +46,6 @@ def test_sync_tab_erp_tab_and_connect_dialog_fit_the_screen(browser, live_server
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda u: "/login" not in u)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shots = {}
 
     page.goto(f"{url}/settings/sync?connection={world['connection']}")
     summary = page.locator("#selected-connection")
