@@ -80,6 +80,15 @@ def criteria_from_form(form: MultiDict) -> list[Criterion]:
     return rows
 
 
+def row_change(action: str, rows: int) -> tuple[str, int] | None:
+    """``field-<i>`` / ``operator-<i>`` (a row's field or operator select changed) as (kind, row index); None for
+    any other action or a row that is not there."""
+    kind, _, index = action.partition("-")
+    if kind in ("field", "operator") and index.isdigit() and int(index) < rows:
+        return kind, int(index)
+    return None
+
+
 def list_defaults_from_form(form: MultiDict) -> dict[str, int]:
     """``default-<ActorType>.<FIELDKEY>`` selects: the CRM list item used by the "Use a default" policy."""
     result = {}

@@ -44,6 +44,8 @@ class MappingRowForm(_NoCsrfForm):
 
 class ActorSwitchForm(_NoCsrfForm):
     on = _flag()
+    # Switching off on an active connection is asked first; the confirmation's own post carries this.
+    confirmed = _flag()
 
 
 class DefaultForm(_NoCsrfForm):

@@ -13,7 +13,7 @@ from portal.admin import bp
 from portal.admin.forms_sync import ConnectionForm
 from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
-from portal.models import Connection, Connector, User, UserGroup
+from portal.models import Connection, Connector, FieldType, User, UserGroup
 from portal.models.erp import ConflictPolicy
 from portal.security import crypto, limits
 from portal.services import connections as service
@@ -76,6 +76,11 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
             user_name = getattr(audit_ctx()["actor"], "name", "")
             values = {f["FieldKey"]: service.default_for(f, user_name=user_name, lists=lists) for f in fields}
     moved = bool(connection is not None and service.moved_addresses(fields, stored, values))
+    # A test token is rendered only with the values it vouches for (a stale one would enable OK for nothing).
+    tested = bool(form.test_token.data and connector is not None and not load_error
+                  and service.token_matches(form.test_token.data, connector, values))
+    if not tested:
+        form.test_token.data = ""
     # Secrets never travel back to the browser in clear: a typed-in (not yet saved) secret is carried between
     # Test and OK only sealed — bound to this connection (or this new-connection form), its field, the connector
     # and the addresses it was typed for, for SEALED_SECRET_TTL — so the admin does not have to type it twice.
@@ -91,6 +96,10 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
                          if k in secret_keys}
     context = dict(
         form=form, connector=connector, connection=connection, fields=fields, lists=lists, values=shown,
+        tested_config=_as_typed(fields, values) if tested else None,
+        # a sealed (newly typed) secret rides along with a blank input: then the saved values are not what OK sends
+        saved_config=_as_typed(fields, stored) if connection is not None and not sealed else None,
+        ok_ready=tested or (connection is not None and values == stored),
         stored_secrets={k for k in secret_keys if (stored.get(k) and not moved) or values.get(k)},
         sealed_secrets=sealed, reenter_secrets=reenter - set(sealed),
         form_nonce=_form_nonce() if connection is None else "",
@@ -101,6 +110,23 @@ def _render(form: ConnectionForm, connector: Connector | None, connection: Conne
     )
     template = "admin/connections/_form.html" if wants_partial() else "admin/connections/form.html"
     return render_template(template, **context), status
+
+
+def _as_typed(fields: list[dict], values: dict) -> dict[str, str]:
+    """The non-secret config values as their inputs hold them (a ticked checkbox is "1"), by input name: the form's
+    script enables OK while what is typed equals the tested (or saved) values. Secrets are left out: a blank secret
+    input means "unchanged", anything typed there is new."""
+    typed = {}
+    for meta in fields:
+        kind, key = meta.get("FieldType"), meta["FieldKey"]
+        if kind not in service.VALUE_TYPES or kind == FieldType.PASSWORD:
+            continue
+        value = values.get(key)
+        if kind == FieldType.CHECKBOX:
+            typed[f"cfg_{key}"] = "1" if value else ""
+        else:
+            typed[f"cfg_{key}"] = "" if value is None else str(value)
+    return typed
 
 
 def _label(fields: list[dict], key: str) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from werkzeug.routing import BuildError
 
 from portal.admin import bp
-from portal.admin.forms_import import SettingsForm, StartForm, criteria_from_form, list_defaults_from_form
+from portal.admin.forms_import import SettingsForm, StartForm, criteria_from_form, list_defaults_from_form, row_change
 from portal.connectors.client import ConnectorError
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
@@ -260,6 +260,13 @@ def import_search():
         return render_template("admin/import/search.html", **context), status
     context = _search_context(connection, config, criteria)
     if wants_partial():
+        # A row's own change swaps no more than it decides, so what is typed elsewhere meanwhile stays (a value typed
+        # right after picking an operator was lost when the whole grid came back).
+        part = row_change(action, len(criteria))
+        if part is not None:
+            kind, index = part
+            template = "_criterion_row.html" if kind == "field" else "_criterion_to.html"
+            return render_template(f"admin/import/{template}", **context, row=criteria[index], i=index)
         return render_template("admin/import/_criteria.html", **context)
     return render_template("admin/import/search.html", **context)
 

@@ -10,12 +10,13 @@ and the audit trail are portal/services/mapping.py's.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
 
 from portal.admin import bp
 from portal.admin.forms_mappings import ActorSwitchForm, DefaultForm, MappingRowForm
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, toast, wants_partial
-from portal.models import ActorTypeConfig, Connection, ErpField, FieldAccess, FieldType, ListItem
+from portal.models import ActorTypeConfig, Connection, ErpField, FieldAccess, FieldType, Link, ListItem
 from portal.services import connections as connection_service
 from portal.services import mapping as service
 from portal.services.connectors import ServiceError
@@ -89,10 +90,13 @@ def _status_context(connection: Connection, *, refused: list[str] | None = None)
 @bp.route("/connections/<int:connection_id>/mappings")
 def mappings(connection_id: int):
     connection = _connection(connection_id)
-    config = service.actor_config(connection, request.args.get("actor"))
+    return _mappings_page(connection, service.actor_config(connection, request.args.get("actor")))
+
+
+def _mappings_page(connection: Connection, config: ActorTypeConfig | None, **extra):
     context = _page_context(connection, "admin.mappings", config)
     context.update(rows=service.row_views(config) if config else [],
-                   **_status_context(connection))
+                   **_status_context(connection), **extra)
     return _tpl("admin/mappings/mappings.html", **context)
 
 
@@ -149,6 +153,14 @@ def mappings_switch(connection_id: int, actor_type: str):
     form = ActorSwitchForm()
     form.validate()
     wanted = bool(form.on.data)
+    if not wanted and config.is_active and connection.active and not form.confirmed.data:
+        # Users sync through an active connection: say what stops before it stops (Cancel leaves it on).
+        confirm = {"linked": db.session.scalar(select(func.count()).select_from(Link).where(
+            Link.connection_id == connection.id, Link.erp_actor_type == config.erp_actor_type))}
+        if not is_htmx():
+            return _mappings_page(connection, config, confirm_switch=confirm)
+        return _tpl("admin/mappings/_actor_switch_confirm.html", config=config, connection=connection,
+                    confirm_switch=confirm)
     error = None
     try:
         service.set_actor_type_active(config, wanted, **audit_ctx())
