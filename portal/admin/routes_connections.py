@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from portal.admin import bp
 from portal.admin.forms_sync import ConnectionForm
+from portal.admin.routes_sync import connection_summary
 from portal.extensions import db
 from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector, FieldType, User, UserGroup
@@ -262,7 +263,18 @@ def connection_edit(connection_id: int):
 
 
 def _row(connection: Connection, status: int = 200, **extra):
-    return render_template("admin/sync/_connection_row.html", connection=connection, **extra), status
+    """The connection's row. When it is the selected one (its buttons post selected=1), the row stays selected and
+    the panel below it is sent again out-of-band — so "Last test", the sync buttons of an (in)active connection and
+    a deleted connection's panel are never stale."""
+    is_selected = request.form.get("selected") == "1"
+    html = render_template("admin/sync/_connection_row.html", connection=connection,
+                           selected=connection if is_selected else None, **extra)
+    if is_selected and connection.deleted:
+        html += '<section id="selected-connection" hx-swap-oob="delete"></section>'
+    elif is_selected:
+        html += render_template("admin/sync/_selected.html", selected=connection,
+                                summary=connection_summary(connection), oob=True)
+    return html, status
 
 
 @bp.route("/connections/<int:connection_id>/activate", methods=["POST"])

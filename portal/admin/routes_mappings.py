@@ -370,12 +370,18 @@ def _default_editor_context(erp_field: ErpField, form: DefaultForm | None = None
             "connector_mandatory": erp_field.access == FieldAccess.MANDATORY}
 
 
+def _default_count(config: ActorTypeConfig) -> str:
+    """The Defaults count, out-of-band: every add, edit and remove answers it so it never goes stale."""
+    return render_template("admin/mappings/_default_count.html", count=len(service.default_rows(config)), oob=True)
+
+
 def _default_row(erp_field: ErpField, *, status: int = 200, with_add_row: bool = False):
     config = erp_field.actor_type
     texts = service.default_list_texts(config.connection, [erp_field])
-    return _tpl("admin/mappings/_default_row.html", f=erp_field, list_texts=texts,
-                           connection=config.connection, config=config, with_add_row=with_add_row,
-                           candidates=service.default_candidates(config) if with_add_row else []), status
+    html = _tpl("admin/mappings/_default_row.html", f=erp_field, list_texts=texts,
+                connection=config.connection, config=config, with_add_row=with_add_row,
+                candidates=service.default_candidates(config) if with_add_row else [])
+    return html + _default_count(config), status
 
 
 @bp.route("/connections/<int:connection_id>/defaults")
@@ -480,7 +486,7 @@ def default_remove(connection_id: int, field_id: int):
     toast("success", message)
     if erp_field in service.default_rows(erp_field.actor_type):
         return _default_row(erp_field)
-    return ""
+    return _default_count(erp_field.actor_type)
 
 
 # ============================================================================================ rank fields
@@ -501,14 +507,17 @@ def rank_fields(connection_id: int):
     return _tpl("admin/mappings/rank.html", **context)
 
 
-@bp.route("/connections/<int:connection_id>/rank/<int:field_id>/<any(up, down):direction>", methods=["POST"])
+@bp.route("/connections/<int:connection_id>/rank/<int:field_id>/<any(up, down, top, bottom):direction>",
+          methods=["POST"])
 def rank_move(connection_id: int, field_id: int, direction: str):
     connection = _connection(connection_id)
     erp_field = _field(connection, field_id)
     config = erp_field.actor_type
-    moved = service.move_field(erp_field, -1 if direction == "up" else 1, **audit_ctx())
+    step = {"up": -1, "down": 1}.get(direction, direction)
+    moved = service.move_field(erp_field, step, **audit_ctx())
     if not is_htmx():
         return _back(connection, "admin.rank_fields", actor=config.erp_actor_type)
     if not moved:
-        toast("info", f"{service.field_label(erp_field)} is already {'first' if direction == 'up' else 'last'}.")
+        toast("info", f"{service.field_label(erp_field)} is already "
+                      f"{'first' if direction in ('up', 'top') else 'last'}.")
     return _rank_table(config)

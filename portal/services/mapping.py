@@ -785,22 +785,24 @@ def remove_default(erp_field: ErpField, *, actor=None, **ctx) -> ErpField:
 
 # ============================================================================================ rank
 
-def move_field(erp_field: ErpField, direction: int, *, actor=None, **ctx) -> bool:
-    """Move a field one place up (direction -1) or down (+1) in the rank order of its actor type. Ranks are
-    renumbered 1..n on the way. Returns False when it is already at that end."""
+def move_field(erp_field: ErpField, direction: int | str, *, actor=None, **ctx) -> bool:
+    """Move a field in the rank order of its actor type: one place up (-1) or down (+1), or to the "top" or
+    "bottom". Ranks are renumbered 1..n on the way. Returns False when it is already at that end."""
     config = erp_field.actor_type
     fields = ordered_fields(config)
     index = fields.index(erp_field)
-    other = index + (1 if direction > 0 else -1)
-    if other < 0 or other >= len(fields):
+    other = {"top": 0, "bottom": len(fields) - 1}.get(direction) if isinstance(direction, str) \
+        else index + (1 if direction > 0 else -1)
+    if other is None or other < 0 or other >= len(fields) or other == index:
         return False
     neighbour = fields[other]
-    fields[index], fields[other] = fields[other], fields[index]
+    fields.insert(other, fields.pop(index))
     for position, f in enumerate(fields, start=1):
         f.rank = position
     _audit("rank.move", erp_field, config.connection,
            before={"position": index + 1, "swapped_with": None},
-           after={"position": other + 1, "swapped_with": field_label(neighbour)},
+           after={"position": other + 1,
+                  "swapped_with": field_label(neighbour) if abs(other - index) == 1 else None},
            object_type="erp_field", actor=actor, **ctx)
     db.session.commit()
     return True

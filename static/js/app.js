@@ -125,7 +125,8 @@
       });
       found = same.filter(function (el) { return !el.disabled; })[0];
       if (!found && wanted.row && scope !== document) {
-        found = scope.querySelector("button:not([disabled]), a[href], input:not([disabled]), select:not([disabled])");
+        found = scope.querySelector("button:not([disabled]), a[href], input:not([disabled]):not([type=hidden]), " +
+                                    "select:not([disabled]), textarea:not([disabled])");
       }
     }
     if (found && !found.disabled) found.focus();

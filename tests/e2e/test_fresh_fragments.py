@@ -59,3 +59,72 @@ def test_automatic_sync_keeps_saying_when_it_runs_next(live_server, admin_page):
     expect(page.locator("#auto-sync")).to_contain_text("Automatic sync is turned off.")
     page.get_by_role("group", name="Automatic sync").get_by_role("button", name="On").click()
     expect(page.locator("#auto-sync-next")).to_contain_text("next run is due now")
+
+
+def test_testing_and_deleting_the_selected_connection_update_its_panel(live_server, admin_page):
+    page, url = admin_page, live_server.url
+    world = sync_issue_world(live_server.app)
+    page.goto(f"{url}/settings/sync?connection={world['connection']}")
+    facts = page.locator("#connection-facts")
+    expect(facts).not_to_contain_text("Last test")  # never tested in this world
+    row = page.locator(f"#connection-{world['connection']}")
+    row.get_by_role("button", name="Test").click()
+    expect(row).to_contain_text("Test of Demo ERP: OK")
+    expect(facts).to_contain_text(re.compile(r"Last test passed \d{4}-\d\d-\d\d"))
+    expect(row.locator("tr").first).to_have_class(re.compile("selected"))  # still the selected row
+
+    row.get_by_role("button", name="Deactivate").click()
+    expect(row).to_contain_text("Inactive")
+    expect(page.locator("#selected-connection").get_by_role("button", name="Sync now")).to_have_count(0)
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete").click()
+    expect(page.locator(f"#connection-{world['connection']}")).to_have_count(0)
+    expect(page.locator("#selected-connection")).to_have_count(0)
+
+
+def test_the_defaults_count_follows_adds_and_removes(live_server, admin_page):
+    page, url = admin_page, live_server.url
+    world = sync_issue_world(live_server.app)
+    page.goto(f"{url}/settings/connections/{world['connection']}/defaults?actor=Customer")
+    count = page.locator("#default-count")
+    start = int(count.inner_text().split(":")[1])
+    names = []
+    for _ in range(3):
+        picker = page.get_by_label("Add a default value for")
+        option = picker.locator("option").nth(1)
+        names.append(option.inner_text().rsplit(" (", 1)[0])
+        picker.select_option(index=1)
+        editor = page.locator("#default-add.editing")
+        editor.get_by_label("Ask user").check()
+        editor.get_by_role("button", name=re.compile("^Save")).click()
+        expect(count).to_have_text(f"count : {start + len(names)}")
+    page.get_by_role("button", name=f"Remove the default of {names[0]}").click()
+    expect(count).to_have_text(f"count : {start + 2}")
+
+
+def test_a_run_page_says_how_the_run_ended_without_a_reload(live_server, admin_page):
+    import threading
+
+    from portal.services.sync import engine, runs
+
+    app, page, url = live_server.app, admin_page, live_server.url
+    world = sync_issue_world(app)
+    with app.app_context():
+        run, _created = runs.request_run(world["connection"], kind="sync", trigger="manual", requested_by="test")
+        run_id = run.id
+    page.goto(f"{url}/settings/sync/runs/{run_id}")
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_contain_text("queued")
+
+    def execute():
+        with app.app_context():
+            engine.execute_run(run_id)
+
+    worker = threading.Thread(target=execute)
+    worker.start()
+    worker.join(timeout=30)
+    expect(heading).not_to_contain_text("queued", timeout=10000)
+    expect(heading).not_to_contain_text("running")
+    expect(heading.locator(".badge")).to_have_text(re.compile("succeeded|partial"))
+    expect(page.locator("#run-summary")).to_contain_text("Finished")

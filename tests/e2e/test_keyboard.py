@@ -76,3 +76,33 @@ def test_closing_the_erp_dialog_gives_focus_back_to_the_button_that_opened_it(li
     expect(dialog).to_be_hidden()
     expect(opener).to_be_focused()
     assert _focused(page) != ""
+
+
+def test_rank_moves_to_the_top_and_bottom_keep_focus_on_the_moved_field(live_server, admin_page):
+    page, url = admin_page, live_server.url
+    world = sync_issue_world(live_server.app)
+    page.goto(f"{url}/settings/connections/{world['connection']}/rank?actor=Customer")
+    rows = page.locator("#rank-table tbody tr")
+    count = rows.count()
+    assert count > 4
+    third = rows.nth(2)
+    name = third.locator("th").evaluate("th => th.firstChild.textContent.trim()")
+    third.get_by_role("button", name=f"Move {name} to the top").focus()
+    page.keyboard.press("Enter")
+    expect(rows.first.locator("th")).to_contain_text(name)
+    # "to the top" and "up" are disabled now; focus stays in the moved field's row, on "down"
+    expect(page.get_by_role("button", name=f"Move {name} down")).to_be_focused()
+    expect(page.get_by_role("button", name=f"Move {name} to the top")).to_be_disabled()
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name=f"Move {name} to the bottom")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(rows.nth(count - 1).locator("th")).to_contain_text(name)
+    expect(rows.nth(count - 1).locator("td").first).to_have_text(str(count))
+    expect(page.get_by_role("button", name=f"Move {name} to the top")).to_be_focused()
+
+    page.keyboard.press("Tab")  # ↑: one place up keeps focus on the same button
+    expect(page.get_by_role("button", name=f"Move {name} up")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(rows.nth(count - 2).locator("th")).to_contain_text(name)
+    expect(page.get_by_role("button", name=f"Move {name} up")).to_be_focused()

@@ -382,9 +382,13 @@ def test_edit_and_remove_a_default(app, admin_client, cid):
     fid = field_id(app, cid, "Customer", "employees")
     saved = admin_client.post(f"{defaults_url(cid)}/{fid}", htmx=True, data={"set_default": "1", "value": "42"})
     assert saved.status_code == 200 and re.search(r"<td>42\b", html(saved))
+    count = re.search(r'id="default-count"[^>]*hx-swap-oob="true">count : (\d+)<', html(saved))
+    assert count, "the count is answered out-of-band with the row"
     assert "42" in html(admin_client.get(f"{defaults_url(cid)}?actor=Customer"))
     removed = admin_client.post(f"{defaults_url(cid)}/{fid}/remove", htmx=True)
-    assert removed.status_code == 200 and html(removed) == ""  # the row disappears
+    # the row disappears; only the count (one fewer) comes back, out-of-band
+    assert removed.status_code == 200 and "<tr" not in html(removed)
+    assert f'hx-swap-oob="true">count : {int(count.group(1)) - 1}<' in html(removed)
     name = field_id(app, cid, "Customer", "name")
     admin_client.post(f"{defaults_url(cid)}/{name}", htmx=True, data={"set_default": "1", "value": "ACME"})
     kept = admin_client.post(f"{defaults_url(cid)}/{name}/remove", htmx=True)
@@ -405,3 +409,9 @@ def test_rank_move_swaps_the_table(app, admin_client, cid):
     with app.app_context():
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "rank.move"))
         assert event.after == {"position": 1, "swapped_with": "Name"}
+    last = admin_client.post(f"{base(cid)}/rank/{fid}/bottom", htmx=True)
+    assert last.status_code == 200 and re.search(r'aria-label="Move Organisation number to the bottom"\s+disabled',
+                                                 html(last))
+    again = admin_client.post(f"{base(cid)}/rank/{fid}/bottom", htmx=True)
+    assert "is already last" in again.headers.get("HX-Trigger", "")
+    assert admin_client.post(f"{base(cid)}/rank/{fid}/sideways", htmx=True).status_code == 404

@@ -243,6 +243,20 @@ def test_connection_soft_delete_tells_the_connector_and_can_be_restored(app, adm
         assert connection.deleted is False and connection.active is False
 
 
+def test_actions_on_the_selected_row_refresh_its_panel_out_of_band(admin_client, connector, fake):
+    connection_id = _define_connection(admin_client, connector)
+    plain = admin_client.post(f"/settings/connections/{connection_id}/test", htmx=True).get_data(as_text=True)
+    assert "selected-connection" not in plain and 'class="selected"' not in plain  # another row is selected
+    tested = admin_client.post(f"/settings/connections/{connection_id}/test", htmx=True,
+                               data={"selected": "1"}).get_data(as_text=True)
+    assert '<tr class="selected' in tested and 'name="selected" value="1"' in tested  # stays selected
+    assert re.search(r'<section id="selected-connection"[^>]*hx-swap-oob="true"', tested)
+    assert re.search(r'id="connection-facts">[^<]*Last test passed', tested)
+    deleted = admin_client.post(f"/settings/connections/{connection_id}/delete", htmx=True,
+                                data={"selected": "1"}).get_data(as_text=True)
+    assert '<section id="selected-connection" hx-swap-oob="delete"></section>' in deleted
+
+
 def test_interval_is_validated_and_saved(app, admin_client):
     too_short = admin_client.post("/settings/sync/interval", data={"interval_seconds": "30"}, htmx=True)
     assert too_short.status_code == 422 and "at least 60" in too_short.get_data(as_text=True)

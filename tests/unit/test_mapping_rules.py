@@ -571,3 +571,17 @@ def test_rank_moves_swap_neighbours_and_stop_at_the_ends(ctx):
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "rank.move"))
     assert event.before == {"position": 2, "swapped_with": None}
     assert event.after == {"position": 1, "swapped_with": "Name"}
+
+
+def test_rank_moves_to_the_top_and_bottom_keep_the_others_in_order(ctx):
+    connection = build()
+    config = connection.actor_type("Customer")
+    before = mapping.ordered_fields(config)
+    moved = before[3]
+    assert mapping.move_field(moved, "top")
+    assert mapping.ordered_fields(config) == [moved] + [f for f in before if f is not moved]
+    assert not mapping.move_field(moved, "top")  # already first
+    assert mapping.move_field(moved, "bottom")
+    assert mapping.ordered_fields(config) == [f for f in before if f is not moved] + [moved]
+    assert not mapping.move_field(moved, "bottom")
+    assert [f.rank for f in mapping.ordered_fields(config)] == list(range(1, len(config.fields) + 1))
