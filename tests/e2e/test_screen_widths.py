@@ -72,6 +72,8 @@ def test_sync_tab_erp_tab_and_connect_dialog_fit_the_screen(browser, live_server
     dialog.get_by_role("button", name="Search", exact=True).click()
     select_buttons = dialog.get_by_role("button", name=re.compile(r"^Select "))
     expect(select_buttons).not_to_have_count(0)
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#erp-searching")).to_have_css("opacity", "0")
     page.screenshot(path=str(SCREENSHOTS / f"connect-dialog-{width}{SUFFIX}.png"))
     box = select_buttons.first.bounding_box()  # visible without scrolling anything sideways
     problems["Connect dialog"] = layout_problems(page)
