@@ -17,19 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import memory
+
 BUDGET_SECONDS = 30.0
 BUDGET_MB = 300.0
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def serve_demo(path: str, customers: int, persons: int) -> None:
@@ -162,12 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             seed_seconds = time.perf_counter() - seeding
             app, connection_id = _setup_portal(tmp, f"http://127.0.0.1:{port_line}/")
-            before_mb = _peak_mb()
+            before_mb = memory.current_mb()
+            memory.reset_peak()
             seconds, counts, done, status = _run(app, connection_id)
-            peak_mb = _peak_mb()
+            peak_mb = memory.peak_mb()
             totals = _database_counts(app)
+            memory.reset_peak()
             rerun_seconds, rerun_counts, _done, rerun_status = _run(app, connection_id)
-            rerun_peak_mb = _peak_mb()
+            rerun_peak_mb = memory.peak_mb()
         finally:
             child.terminate()
             child.wait(timeout=10)

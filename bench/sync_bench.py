@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import socket
 import sqlite3
 import statistics
@@ -41,7 +40,7 @@ import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
-from bench import markdown_table
+from bench import markdown_table, memory
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPED = {  # Demo ERP Customer field -> CRM company attribute
@@ -253,6 +252,7 @@ def _one_run(batch: int, profile: str | None = None, trace: bool = False) -> dic
     profiler = _profiler(profile)
     if trace:
         tracemalloc.start()
+    memory.reset_peak()
     cpu, started = time.process_time(), time.perf_counter()
     if profiler is not None:
         profiler.start() if hasattr(profiler, "start") else profiler.enable()
@@ -271,7 +271,7 @@ def _one_run(batch: int, profile: str | None = None, trace: bool = False) -> dic
               "connector_seconds": row.connector_seconds, "calls": outcome.counts.get("connector_calls", 0),
               "records": outcome.counts.get("records", 0), "to_crm": outcome.counts.get("to_crm", 0),
               "to_erp": outcome.counts.get("to_erp", 0), "traced_peak_mb": traced_peak / 2**20,
-              "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "batch": batch}
+              "rss_peak_mb": memory.peak_mb(), "batch": batch}
     db.session.commit()
     return result
 
