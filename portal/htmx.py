@@ -7,6 +7,8 @@ import json
 
 from flask import Response, g, get_flashed_messages, make_response, request
 
+from portal import i18n  # connector explanations in toasts are shown in the user's language
+
 
 def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true" and "HX-History-Restore-Request" not in request.headers
@@ -23,7 +25,7 @@ def hx_trigger(name: str, detail=None) -> None:
 
 def toast(level: str, message: str) -> None:
     """Queue a toast; for htmx responses it travels in HX-Trigger, for pages it is flashed."""
-    g.setdefault("toasts", []).append({"level": level, "message": message})
+    g.setdefault("toasts", []).append({"level": level, "message": i18n.localize(message)})
 
 
 def hx_redirect(url: str, status: int = 200) -> Response:
@@ -58,7 +60,7 @@ def init_app(app) -> None:
             toasts = list(g.get("toasts", []))
             # flash() messages of htmx responses are shown as toasts rather than waiting for a page load.
             if response.status_code < 300 and "HX-Redirect" not in response.headers:
-                toasts += [{"level": cat if cat != "message" else "info", "message": msg}
+                toasts += [{"level": cat if cat != "message" else "info", "message": i18n.localize(msg)}
                            for cat, msg in get_flashed_messages(with_categories=True)]
             if toasts:
                 triggers["toast"] = toasts

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 
 from flask import g, request, url_for
 
+from portal import i18n
+
 
 def format_datetime(value) -> str:
     if value is None:
@@ -19,6 +21,8 @@ def format_datetime(value) -> str:
 
 def init_app(app) -> None:
     app.jinja_env.filters["dt"] = format_datetime
+    # Connector texts in SuperOffice's multi-language form (US:"…";NO:"…") in the reader's language (portal/i18n.py)
+    app.jinja_env.filters["lang"] = i18n.localize
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 
@@ -39,4 +43,5 @@ def init_app(app) -> None:
             except BuildError:
                 return None
 
-        return {"current_user": g.get("user"), "url_with": url_with, "optional_url": optional_url}
+        return {"current_user": g.get("user"), "url_with": url_with, "optional_url": optional_url,
+                "current_language": i18n.current_language}

@@ -1,5 +1,7 @@
 """ERP connections: define/configure (config fields from the connector, Test before OK, scope), activate,
-test, refresh fields, soft delete and restore."""
+test, refresh fields, soft delete and restore. Activating a connection that reaches the same ERP as another one with
+overlapping mappings warns (portal/services/connection_overlap.py); the Sync tab's templates get the same warnings
+as ``connection_overlaps(connection)``."""
 
 from __future__ import annotations
 
@@ -17,9 +19,16 @@ from portal.htmx import redirect_for, toast, wants_partial
 from portal.models import Connection, Connector, FieldType, User, UserGroup
 from portal.models.erp import ConflictPolicy
 from portal.security import crypto, limits
+from portal.services import connection_overlap
 from portal.services import connections as service
 from portal.services.connectors import ServiceError
 from portal.web import audit_ctx, get_or_404
+
+
+@bp.context_processor
+def _overlap_warnings():
+    """``connection_overlaps(connection)`` for the admin templates (the selected connection's panel)."""
+    return {"connection_overlaps": connection_overlap.overlaps}
 
 
 def _connector_choices(current: Connector | None) -> list[tuple[int, str]]:
@@ -218,7 +227,11 @@ def _handle_post(connection: Connection | None):
                              "Deactivate the connection to change it.")
         values, config_errors = stored, {}
     form_ok = form.validate()
-    if config_errors or not form_ok:
+    # The service refuses it too (whoever calls it); asked here first so the scope shows the error with the others.
+    scope_error = service.scope_problem(scope) if action != "test" else None
+    if scope_error:
+        form.scope.errors = [*form.scope.errors, scope_error]
+    if config_errors or not form_ok or scope_error:
         return _render(form, connector, connection, values=values, config_errors=config_errors, scope=scope,
                        status=422)
     if action == "test":
@@ -234,9 +247,9 @@ def _handle_post(connection: Connection | None):
             test_token_value=form.test_token.data, **audit_ctx())
     except ServiceError as exc:
         db.session.rollback()
-        target = getattr(form, exc.field, None) if exc.field in ("name", "connector_id") else None
+        target = getattr(form, exc.field, None) if exc.field in ("name", "connector_id", "scope") else None
         if target is not None:
-            target.errors.append(exc.message)
+            target.errors = [*target.errors, exc.message]
         else:
             form.form_errors.append(exc.message)
         return _render(form, connector, connection, values=values, scope=scope, status=422)
@@ -285,6 +298,8 @@ def connection_activate(connection_id: int):
         toast("error", f"{connection.name} cannot be activated.")
         return _row(connection, 422, problems=problems)
     toast("success", f"{connection.name} is active: licensed users in its scope now see it on the ERP tab.")
+    for warning in connection_overlap.overlaps(connection):  # allowed (as in SuperOffice), but said
+        toast("warning", warning)
     return _row(connection)
 
 

@@ -17,6 +17,7 @@ from portal.admin.forms_mappings import ActorSwitchForm, DefaultForm, MappingRow
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, toast, wants_partial
 from portal.models import ActorTypeConfig, Connection, ErpField, FieldAccess, FieldType, Link, ListItem
+from portal.services import connection_overlap
 from portal.services import connections as connection_service
 from portal.services import mapping as service
 from portal.services.connectors import ServiceError
@@ -200,6 +201,9 @@ def mappings_activation(connection_id: int):
         toast("error", f"{connection.name} cannot be activated.")
         return _tpl("admin/mappings/_status.html", **_status_context(connection, refused=problems)), 422
     toast("success", f"{connection.name} is {'active' if connection.active else 'inactive'}.")
+    if connection.active:
+        for warning in connection_overlap.overlaps(connection):  # as on the Sync tab's Activate
+            toast("warning", warning)
     return _tpl("admin/mappings/_status.html", **_status_context(connection))
 
 

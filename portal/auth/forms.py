@@ -1,8 +1,9 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField
+from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from portal.security.password_policy import MAX_LENGTH, MIN_LENGTH
+from portal.services.multilang import LANGUAGES
 
 
 class LoginForm(FlaskForm):
@@ -22,6 +23,13 @@ class PasswordChangeForm(FlaskForm):
     confirm_password = PasswordField("Repeat the new password", validators=[
         DataRequired("Repeat the new password."), EqualTo("new_password", "The two new passwords differ.")],
         render_kw={"autocomplete": "new-password"})
+
+
+class LanguageForm(FlaskForm):
+    """The language connector texts are shown in (SuperOffice's multi-language texts); "" = from the browser."""
+
+    language = SelectField("Language of ERP texts", choices=[("", "From the browser"), *LANGUAGES],
+                           validate_choice=True)
 
 
 class EmptyForm(FlaskForm):

@@ -14,13 +14,14 @@ from flask import abort, flash, g, redirect, render_template, request, session, 
 from flask_limiter import RateLimitExceeded
 from sqlalchemy import func, select
 
+from portal import i18n
 from portal.auth import bp, sessions
-from portal.auth.forms import LoginForm, PasswordChangeForm
+from portal.auth.forms import LanguageForm, LoginForm, PasswordChangeForm
 from portal.extensions import db
 from portal.htmx import hx_redirect, is_htmx, redirect_for, wants_partial
 from portal.models import User
 from portal.security import limits
-from portal.services import audit
+from portal.services import audit, multilang
 from portal.services.users import UserError, change_own_password, end_sessions
 from portal.web import apply_form_errors, audit_ctx
 
@@ -122,7 +123,7 @@ def logout():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The user's own account: sessions and password
+# The user's own account: sessions, password and the language of connector texts
 
 
 def _timestamp(value) -> datetime | None:
@@ -132,22 +133,48 @@ def _timestamp(value) -> datetime | None:
         return None
 
 
-def _render_account(password_form: PasswordChangeForm, status: int = 200):
+def _language_form() -> LanguageForm:
+    """The user's current choice ("" = from the browser), not bound to the request's form data."""
+    return LanguageForm(formdata=None, data={"language": g.user.language or ""})
+
+
+def _render_account(password_form: PasswordChangeForm | None = None, status: int = 200,
+                    language_form: LanguageForm | None = None):
     login_at = session.get("login_at")
+    browser = i18n.browser_language()
     context = {
-        "password_form": password_form,
+        "password_form": password_form or PasswordChangeForm(formdata=None),
+        "language_form": language_form or _language_form(),
+        "browser_language": dict(multilang.LANGUAGES).get(browser, browser),
         "signed_in_at": _timestamp(login_at),
         "session_ends_at": _timestamp(sessions.ends_at(int(login_at)) if login_at else None),
         "max_hours": sessions.max_age() // 3600,
     }
     if wants_partial() and request.method == "POST":
-        return render_template("auth/_password_form.html", **context), status
+        partial = "auth/_language_form.html" if language_form is not None else "auth/_password_form.html"
+        return render_template(partial, **context), status
     return render_template("auth/account.html", **context), status
 
 
-@bp.route("/account")
+@bp.route("/account", methods=["GET", "POST"])
 def account():
-    return _render_account(PasswordChangeForm())
+    """The account page; a POST sets the language connector texts are shown in ("" = from the browser)."""
+    if request.method == "GET":
+        return _render_account(PasswordChangeForm())
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return _render_account(status=422, language_form=form)
+    language = form.language.data or None
+    if language != g.user.language:
+        audit.record("user.language", g.user, before={"language": g.user.language}, after={"language": language},
+                     **audit_ctx())
+        g.user.language = language
+        db.session.commit()
+        i18n.forget()
+    chosen = dict(multilang.LANGUAGES).get(language) if language else None
+    flash(f"ERP texts are now shown in {chosen}." if chosen else
+          "ERP texts are now shown in your browser's language.", "success")
+    return redirect_for(url_for("auth.account"))
 
 
 @bp.route("/account/password", methods=["POST"])

@@ -14,6 +14,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from portal.i18n import localize
 from portal.models import ErpField, FieldType
 from portal.services.erp_tab import value_text
 from portal.services.values import ConversionError, parse_input
@@ -32,9 +33,11 @@ class LinkForm(FlaskForm):
 
 
 class CreateForm(FlaskForm):
-    """Create in ERP: the dialog's nonce (the idempotency key is derived from it)."""
+    """Create in ERP: the dialog's nonce (the idempotency key is derived from it) and the proof of the search the
+    Create came from (portal/erp_tab/search_proof.py)."""
 
     nonce = HiddenField()
+    proof = HiddenField()
 
 
 class _Parses:
@@ -55,14 +58,14 @@ class _Parses:
 
 
 def _answer_field(erp_field: ErpField, items: Mapping[str, str], current: object):
-    label = erp_field.display_name or erp_field.field_key
-    description = erp_field.description or ""
+    label = localize(erp_field.display_name or erp_field.field_key)  # connector texts in the user's language
+    description = localize(erp_field.description or "")
     field_type = erp_field.field_type
     if field_type == FieldType.CHECKBOX:
         return BooleanField(label, description=description)
     required = [DataRequired(message=f"{label} is required.")] if erp_field.mandatory else [Optional()]
     if field_type == FieldType.LIST:
-        choices = [("", "(none)")] + [(str(key), text) for key, text in items.items()]
+        choices = [("", "(none)")] + [(str(key), localize(text)) for key, text in items.items()]
         if current not in (None, "") and str(current) not in items:
             choices.append((str(current), str(current)))
         return SelectField(label, choices=choices, validators=required, description=description)

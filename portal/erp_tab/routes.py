@@ -9,7 +9,8 @@ URLs (``<crm_type>`` is company | contact | project; ``<cid>`` a connection id):
 * ``GET  …/<cid>/connect/<actor_type>`` — the Connect dialog; ``…/search`` (simple search, runs on open),
   ``…/advanced`` (criteria form), ``…/advanced/search``, ``…/compare?erp_key=`` (the value choice);
   ``POST …/connect/<actor_type>`` links.
-* ``GET  …/<cid>/create/<actor_type>`` — the Create in ERP form; ``POST`` creates and links.
+* ``GET  …/<cid>/create/<actor_type>`` — the Create in ERP form; ``POST`` creates and links. Both need the proof of
+  a recent search in the same dialog (``proof``, handed out with the search results: portal/erp_tab/search_proof.py).
 * ``POST …/<cid>/disconnect`` and ``POST …/<cid>/sync`` (Sync now).
 
 Every view re-checks licence, scope and can connect / can create through the service, whatever buttons the page
@@ -23,7 +24,7 @@ import secrets
 
 from flask import g, redirect, render_template, request, url_for
 
-from portal.erp_tab import bp
+from portal.erp_tab import bp, search_proof
 from portal.erp_tab.forms import (
     ActionForm,
     CreateForm,
@@ -142,6 +143,19 @@ def _nonce() -> str:
     return nonce if svc.NONCE_RE.match(nonce) else secrets.token_urlsafe(18)
 
 
+def _proof(section: svc.Section, config, nonce: str) -> str:
+    """What the results' Create button carries: proof that this search ran (only for users who may create)."""
+    if not section.can_create:
+        return ""
+    return search_proof.issue(g.user.id, section.connection.id, section.crm_type, section.record.id,
+                              config.erp_actor_type, nonce)
+
+
+def _check_proof(section: svc.Section, config, token: str | None, nonce: str) -> None:
+    search_proof.check(token, g.user.id, section.connection.id, section.crm_type, section.record.id,
+                       config.erp_actor_type, nonce)
+
+
 @bp.get(f"{CONN}/connect/<actor_type>/search")
 @limits.erp_search
 def search(crm_type: str, record_id: int, connection_id: int, actor_type: str):
@@ -152,8 +166,9 @@ def search(crm_type: str, record_id: int, connection_id: int, actor_type: str):
     except (svc.ConnectorFailed, svc.RuleBroken) as exc:
         return render_template("erp_tab/_results_error.html", message=exc.message,
                                retry_url=request.full_path)
+    nonce = _nonce()
     return render_template("erp_tab/_results.html", section=current, config=config, result=result,
-                           nonce=_nonce())
+                           nonce=nonce, proof=_proof(current, config, nonce))
 
 
 @bp.get(f"{CONN}/connect/<actor_type>/advanced")
@@ -182,8 +197,9 @@ def advanced_search(crm_type: str, record_id: int, connection_id: int, actor_typ
                                details=list(exc.errors.values())), 422
     except (svc.ConnectorFailed, svc.RuleBroken) as exc:
         return render_template("erp_tab/_results_error.html", message=exc.message, retry_url=request.full_path)
+    nonce = _nonce()
     return render_template("erp_tab/_results.html", section=current, config=config, result=result,
-                           nonce=_nonce())
+                           nonce=nonce, proof=_proof(current, config, nonce))
 
 
 def _compare_view(current: svc.Section, config, erp_key: str, *, form=None, notice: str = "", status: int = 200,
@@ -270,15 +286,22 @@ def connect(crm_type: str, record_id: int, connection_id: int, actor_type: str):
 
 
 def _create_view(current: svc.Section, config, *, form=None, status: int = 200, loose: list[str] | None = None,
-                 lists: dict | None = None):
+                 lists: dict | None = None, nonce: str = "", proof: str = ""):
     try:
         new = svc.new_actor(current, config, lists)
     except (svc.ConnectorFailed, svc.RuleBroken) as exc:
         return _dialog_error(current, exc.message, title=f"Create in ERP “{current.connection.name}”")
     if form is None:
-        form = answers_form(CreateForm, new.ask, new.lists, new.prefill, submitted=False, nonce=_nonce())
+        form = answers_form(CreateForm, new.ask, new.lists, new.prefill, submitted=False, nonce=nonce, proof=proof)
     return _dialog("erp_tab/_create.html", status, section=current, config=config, new=new, form=form,
                    loose=loose or [])
+
+
+def _search_first(current: svc.Section, config, refused: search_proof.ProofRefused):
+    """No valid proof of a search: say so in the dialog (422, swapped by htmx) with Back to search."""
+    body, _status = _dialog_error(current, refused.message, actor_type=config.erp_actor_type,
+                                  title=f"Create in ERP “{current.connection.name}”")
+    return body, 422
 
 
 @bp.get(f"{CONN}/create/<actor_type>")
@@ -286,7 +309,12 @@ def create_form(crm_type: str, record_id: int, connection_id: int, actor_type: s
     current = _section(crm_type, record_id, connection_id)
     config = _config(current, actor_type)
     svc.require_create(current)
-    return _create_view(current, config)
+    nonce, proof = _nonce(), request.args.get("proof", "")
+    try:
+        _check_proof(current, config, proof, nonce)
+    except search_proof.ProofRefused as refused:
+        return _search_first(current, config, refused)
+    return _create_view(current, config, nonce=nonce, proof=proof)
 
 
 @bp.post(f"{CONN}/create/<actor_type>")
@@ -294,6 +322,10 @@ def create(crm_type: str, record_id: int, connection_id: int, actor_type: str):
     current = _section(crm_type, record_id, connection_id)
     config = _config(current, actor_type)
     svc.require_create(current)
+    try:
+        _check_proof(current, config, request.form.get("proof", ""), request.form.get("nonce", ""))
+    except search_proof.ProofRefused as refused:
+        return _search_first(current, config, refused)
     if current.link is not None:  # a repeated submit: answer the link that is there
         return _done(current, svc.LinkOutcome(current.link, already=True), "Created")
     ask = svc.ask_fields(config)

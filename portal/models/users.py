@@ -37,6 +37,9 @@ class User(TimestampMixin, db.Model):
     # Every signed-in session carries the epoch it started in; raising it ends all of the user's sessions
     # (sign-out, password, role, licence or active change, "sign out everywhere": portal/auth/sessions.py).
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The culture code (US, NO, GB …: portal/services/multilang.LANGUAGES) connector texts are shown in; None =
+    # from the browser's Accept-Language (portal/i18n.py). Chosen on the Account page.
+    language: Mapped[str | None] = mapped_column(String(2), default=None)
 
     groups: Mapped[list[UserGroup]] = relationship(
         secondary=group_members, back_populates="members", order_by="UserGroup.name"

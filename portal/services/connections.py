@@ -363,6 +363,30 @@ def scope_of(connection: Connection | None) -> Scope:
     return Scope(connection.all_access, connection.all_can_create, entries)
 
 
+EMPTY_SCOPE = ("Choose at least one user or group for “Specific users and groups”, or choose Everyone: "
+               "nobody could use this connection.")
+
+
+def _known_entries(scope: Scope) -> dict[tuple[str, int], str]:
+    """The scope's entries whose user or group exists (others are dropped, never stored)."""
+    user_ids = {i for (k, i) in scope.entries if k == "user"}
+    group_ids = {i for (k, i) in scope.entries if k == "group"}
+    known_users = set(db.session.scalars(select(User.id).where(User.id.in_(user_ids)))) if user_ids else set()
+    known_groups = set(db.session.scalars(select(UserGroup.id).where(UserGroup.id.in_(group_ids)))) \
+        if group_ids else set()
+    return {(kind, ident): level for (kind, ident), level in scope.entries.items()
+            if (kind == "user" and ident in known_users) or (kind == "group" and ident in known_groups)}
+
+
+def scope_problem(scope: Scope) -> str | None:
+    """Why the scope cannot be saved, or None: "Specific users and groups" needs at least one existing user or group
+    (spec §1.4: OK stays dimmed while the scope is missing). Checked by :func:`save_connection`, so no caller (the
+    form, the CLI, a script) stores a connection nobody can use; the form asks first to show it on the scope."""
+    if scope.all_access or _known_entries(scope):
+        return None
+    return EMPTY_SCOPE
+
+
 def _apply_scope(connection: Connection, scope: Scope) -> None:
     connection.all_access = scope.all_access
     connection.all_can_create = scope.all_can_create
@@ -370,14 +394,7 @@ def _apply_scope(connection: Connection, scope: Scope) -> None:
     db.session.flush()
     if scope.all_access:
         return
-    user_ids = {i for (k, i) in scope.entries if k == "user"}
-    group_ids = {i for (k, i) in scope.entries if k == "group"}
-    known_users = set(db.session.scalars(select(User.id).where(User.id.in_(user_ids)))) if user_ids else set()
-    known_groups = set(db.session.scalars(select(UserGroup.id).where(UserGroup.id.in_(group_ids)))) \
-        if group_ids else set()
-    for (kind, ident), level in sorted(scope.entries.items()):
-        if (kind == "user" and ident not in known_users) or (kind == "group" and ident not in known_groups):
-            continue
+    for (kind, ident), level in sorted(_known_entries(scope).items()):
         connection.access.append(ConnectionAccess(
             user_id=ident if kind == "user" else None, group_id=ident if kind == "group" else None,
             can_connect=True, can_create=level == "create"))
@@ -411,7 +428,8 @@ def save_connection(connection: Connection | None, *, connector: Connector, name
 
     New connections, and any change of config values, need a passed Test of exactly those values. Config
     values can change only while the connection is inactive. Then SaveConnection → TestConnection → catalogue
-    refresh at the connector, and only if all of that worked, one database transaction.
+    refresh at the connector, and only if all of that worked, one database transaction. A "Specific users and
+    groups" scope must name someone (:func:`scope_problem`; ServiceError field "scope"), checked before any call.
     """
     name = (name or "").strip()
     if not name:
@@ -426,6 +444,9 @@ def save_connection(connection: Connection | None, *, connector: Connector, name
         raise ServiceError("This sync connector is deleted; restore it first.", "connector")
     if connection is not None and connection.connector_id != connector.id:
         raise ServiceError("The connector of a saved connection cannot be changed.", "connector")
+    problem = scope_problem(scope)
+    if problem:
+        raise ServiceError(problem, "scope")
 
     stored = full_config(connection) if connection is not None else None
     config_changed = connection is None or stored != values

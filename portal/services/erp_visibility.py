@@ -3,7 +3,9 @@
 The CRM pages call ``erp_tab_visible(user, crm_type, record_id)`` (import-guarded) before rendering the tab link.
 The tab shows only to users who hold an ERP Sync licence and are in the scope of at least one active connection
 that has an active actor type mapped to this kind of record. The same rule decides which sections the tab shows
-(``portal.services.erp_tab.visible_connections``), so the link and the panel never disagree.
+(``portal.services.erp_tab.visible_connections``), so the link and the panel never disagree. The licence is the
+per-user seat (``User.erp_licence``) alone: there is no site-wide feature switch (docs/decisions.md, "Issue #18:
+smaller points", 4).
 """
 
 from __future__ import annotations

@@ -156,11 +156,18 @@ def build(fake) -> World:
                            on_state_change=True, daily_digest=False, active=True, digest_error="")
     db.session.add_all([sync_run, import_run, alert_rule])
     db.session.commit()
+    # The Create form opens only from a search's results: the proof such a search hands the can-create persona
+    # (the others are refused before the proof is looked at).
+    from portal.erp_tab import search_proof
+
+    nonce = "w" * 24
+    proof = search_proof.issue(users["can_create"], connection_id, "company", free.id, "Customer", nonce)
     return World(users=users, target_user=target.id, group=group.id, connection=connection_id, company=company_id,
                  free_company=free.id, contact=contact.id, project=project.id, erp_key=erp_key, free_erp_key=free_key,
                  field=fields["name"], list_field=fields["country"], list_item=item.id, sync_run=sync_run.id,
                  import_run=import_run.id, alert_rule=alert_rule.id,
                  extra_query={"erp_tab.compare": {"erp_key": free_key},
+                              "erp_tab.create_form": {"nonce": nonce, "proof": proof},
                               "admin.default_new": {"field_id": fields["name"]}})
 
 

@@ -224,15 +224,32 @@ def connect(client, app, crm_type, record_id, connection_id, erp_key, picks: dic
     return client.post(url(crm_type, record_id, connection_id, f"/connect/{actor_type}"), data=data, htmx=True)
 
 
-def open_create(client, crm_type, record_id, connection_id, actor_type="Customer", nonce="n" * 24):
+def search_proof(client, crm_type, record_id, connection_id, actor_type="Customer", nonce="n" * 24) -> str:
+    """Search in the dialog (as the page does before offering Create) and return the proof its Create button
+    carries ("" when the search was refused or offered no Create)."""
+    response = client.get(url(crm_type, record_id, connection_id, f"/connect/{actor_type}/search"),
+                          query_string={"q": "", "nonce": nonce}, htmx=True)
+    found = re.search(r"[?&;]proof=([A-Za-z0-9_.-]+)", text(response))
+    return found.group(1) if found else ""
+
+
+def open_create(client, crm_type, record_id, connection_id, actor_type="Customer", nonce="n" * 24,
+                proof: str | None = None):
+    """The Create form, reached as the page reaches it: from a search's results (``proof``: that search's proof;
+    by default a search runs first)."""
+    if proof is None:
+        proof = search_proof(client, crm_type, record_id, connection_id, actor_type, nonce)
     response = client.get(url(crm_type, record_id, connection_id, f"/create/{actor_type}"),
-                          query_string={"nonce": nonce}, htmx=True)
+                          query_string={"nonce": nonce, "proof": proof}, htmx=True)
     return response
 
 
 def create(client, app, crm_type, record_id, connection_id, answers: dict | None = None, actor_type="Customer",
-           nonce="n" * 24):
-    data = {"nonce": nonce}
+           nonce="n" * 24, proof: str | None = None):
+    """Post the Create form (``proof``: of a search in the same dialog; by default a search runs first)."""
+    if proof is None:
+        proof = search_proof(client, crm_type, record_id, connection_id, actor_type, nonce)
+    data = {"nonce": nonce, "proof": proof}
     for key, value in (answers or {}).items():
         data[ask_name(app, connection_id, key, actor_type)] = value
     return client.post(url(crm_type, record_id, connection_id, f"/create/{actor_type}"), data=data, htmx=True)
@@ -747,8 +764,9 @@ def test_create_with_the_connector_down_stores_nothing(app, user_client, conn, c
     body = text(response)
     assert response.status_code == 200 and "could not be created in the ERP: The ERP is closed for year-end" in body
     assert not fake.service.created and link_of(app, "company", crm["beta"], conn) is None
+    proof = search_proof(user_client, "company", crm["beta"], conn)  # searched while the connector was up
     fake.fail_next(10, status=503)  # the connector is down altogether
-    response = create(user_client, app, "company", crm["beta"], conn, {"creditlimit": "1"})
+    response = create(user_client, app, "company", crm["beta"], conn, {"creditlimit": "1"}, proof=proof)
     body = text(response)
     fake.clear_faults()
     assert response.status_code == 200 and "could not be created in the ERP: The connector failed" in body

@@ -34,6 +34,7 @@ from tests.integration.test_erp_tab import (
     list_id,
     map_countries,
     pick_names,
+    search_proof,
     set_mapping,
     text,
     url,
@@ -223,8 +224,9 @@ def test_a_crm_text_too_long_for_the_erp_is_not_blanked_by_the_erps_blank(app, u
 @BOTH
 def test_create_leaves_an_unmapped_crm_item_out_of_the_new_actor_and_says_so(app, user_client, conn, fake, htmx):
     record_id = company(app, "Dansk Handel AS", country="Germany")
+    proof = search_proof(user_client, "company", record_id, conn, nonce="c" * 24)  # Create comes after a search
     dialog = user_client.get(url("company", record_id, conn, "/create/Customer"),
-                             query_string={"nonce": "c" * 24}, htmx=htmx)
+                             query_string={"nonce": "c" * 24, "proof": proof}, htmx=htmx)
     body = plain(dialog)
     assert dialog.status_code == 200
     assert "Country “Germany” has no list mapping: left out of the new Customer; the CRM keeps it." in body
@@ -254,8 +256,9 @@ def test_create_with_an_asked_mapped_field_never_blanks_the_crms_unmapped_item(a
         db.session.commit()
         activate(cid)
     record_id = company(app, "Dansk Handel AS", country="Germany")
+    proof = search_proof(user_client, "company", record_id, cid, nonce="d" * 24)  # Create comes after a search
     dialog = user_client.get(url("company", record_id, cid, "/create/Customer"),
-                             query_string={"nonce": "d" * 24}, htmx=True)
+                             query_string={"nonce": "d" * 24, "proof": proof}, htmx=True)
     assert "Country “Germany” has no list mapping: the new Customer gets the value you enter below; the CRM keeps " \
            "it." in plain(dialog)
     response = user_client.post(url("company", record_id, cid, "/create/Customer"), data=form_of(text(dialog)),

@@ -117,8 +117,9 @@ def test_create_dialog_shows_list_item_names_not_keys(app, user_client, conn, cr
         loner_id = loner.id
     mapped = html(tab.open_create(user_client, "company", crm["acme"], conn))  # Norway, through the list mapping
     assert "<dt>Country</dt><dd>Norge</dd>" in mapped and "<dd>NO</dd>" not in mapped
+    proof = tab.search_proof(user_client, "company", loner_id, conn)  # Create comes after a search
     fake.requests.clear()
-    default = html(tab.open_create(user_client, "company", loner_id, conn))  # named by the connector
+    default = html(tab.open_create(user_client, "company", loner_id, conn, proof=proof))  # named by the connector
     assert "<dt>Country</dt><dd>Denmark</dd>" in default and "<dd>DK</dd>" not in default
     assert [method for method, _body in fake.calls] == ["GetListItems"]
 
@@ -132,8 +133,9 @@ def test_create_dialog_shows_the_key_when_the_connector_cannot_name_it(app, user
         country.has_default, country.default_value = True, "DK"
         db.session.commit()
         loner_id = loner.id
+    proof = tab.search_proof(user_client, "company", loner_id, conn)  # Create comes after a search
     fake.reply_error("GetListItems", "The ERP's lists are offline.", times=3)
-    body = html(tab.open_create(user_client, "company", loner_id, conn))
+    body = html(tab.open_create(user_client, "company", loner_id, conn, proof=proof))
     assert "<dt>Country</dt><dd>DK</dd>" in body  # the dialog still opens
 
 

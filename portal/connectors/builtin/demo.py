@@ -106,7 +106,7 @@ def _company_fields(actor_type: str) -> list[dict]:
     ]
     if actor_type == "Customer":
         fields.append(field_metadata("CUSTOMERGROUP", "Customer group", "List", list_name="customergroups",
-                                     rank=220))
+                                     rank=220, description="Price and discount group"))
     fields += [
         field_metadata("CREDITLIMIT", "Credit limit", "Double", rank=230,
                        description="Largest open balance allowed, in the record's currency"),
@@ -148,6 +148,19 @@ FIELDS: dict[str, list[dict]] = {
 }
 FIELD_INDEX: dict[str, dict[str, dict]] = {t: {f["FieldKey"]: f for f in fs} for t, fs in FIELDS.items()}
 
+# Texts the connector answers in SuperOffice's multi-language form (US:"…";NO:"…"), as a connector may: the portal
+# shows them in the user's language. The Demo ERP's own screens and messages keep the English of FIELDS.
+MULTI_LANGUAGE: dict[str, dict[str, str]] = {
+    "CUSTOMERGROUP": {"DisplayName": 'US:"Customer group";NO:"Kundegruppe"',
+                      "DisplayDescription": 'US:"Price and discount group";NO:"Pris- og rabattgruppe"'},
+}
+
+
+def answered_fields(actor_type: str) -> list[dict]:
+    """The FieldMetadataInfo of GetSupportedActorTypeFields: FIELDS with the MULTI_LANGUAGE texts."""
+    return [{**meta, **MULTI_LANGUAGE.get(meta["FieldKey"], {})} for meta in FIELDS[actor_type]]
+
+
 SEARCHABLE_FIELDS: dict[str, list[str]] = {
     "Customer": ["NAME", "NUMBER1", "POSTALCITY", "COUNTRY", "CUSTOMERGROUP", "CURRENCY", "CREDITLIMIT",
                  "EMPLOYEES", "BLOCKED", "LASTINVOICEDATE"],
@@ -168,8 +181,12 @@ CONFIG_FIELDS: list[dict] = [
     field_metadata("ApiPassword", "API password", "Password", max_length=60, rank=40,
                    description="Needed when an API user is given (the demo password is \"demo\")"),
     field_metadata("Currency", "Base currency", "List", list_name="currencies", default="EUR", rank=50),
-    field_metadata("SimulateOffline", "Simulate offline ERP", "Checkbox", default="false", rank=60,
-                   description="Answer every call with a Warning (\"ERP is offline\") to try degraded mode"),
+    # In SuperOffice's multi-language form (a quote inside a text is written twice), shown in the user's language.
+    field_metadata("SimulateOffline", 'US:"Simulate offline ERP";NO:"Simuler at ERP-et er frakoblet"', "Checkbox",
+                   default="false", rank=60,
+                   description='US:"Answer every call with a Warning (""ERP is offline"") to try degraded mode";'
+                               'NO:"Svar på hvert kall med en advarsel (""ERP er frakoblet"") for å prøve '
+                               'redusert modus"'),
 ]
 
 # Config values of type Password are never stored as given: SaveConnection keeps a salted PBKDF2 digest instead
@@ -810,7 +827,7 @@ class DemoErpConnector(ConnectorService):
         with self._read() as conn:
             config = self._connection(conn, body)
         actor_type = self._actor_type(body)
-        return self._answer(config, FieldMetaDataObjects=[dict(f) for f in FIELDS[actor_type]])
+        return self._answer(config, FieldMetaDataObjects=answered_fields(actor_type))
 
     def GetSearchableFields(self, body: dict) -> dict:
         with self._read() as conn:
