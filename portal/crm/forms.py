@@ -3,17 +3,21 @@ what is valid, and its messages are put back on these fields by the routes. What
 in portal/services/crm_rules.py, which the import and the sync apply too: there are deliberately no WTForms
 validators here (an ``Email``/``URL``/``Length`` validator would be a second definition that can drift).
 
-Labels and maximum lengths come from ``CRM_FIELDS`` so the forms, the mapping screen and the sync agree.
+Labels and maximum lengths come from ``CRM_FIELDS`` so the forms, the mapping screen and the sync agree. A CRM
+checkbox is a ``BooleanField``; a whole or decimal number is typed as text (``NumberField``, ``inputmode`` numeric
+or decimal) and parsed by the service, which accepts a comma or a point as the decimal separator and refuses, with
+the field's message, what is not a number.
 """
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, EmailField, SelectField, StringField, TextAreaField, URLField
+from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import Optional
 
-from portal.models import CrmType, crm_field
+from portal.models import CrmFieldType, CrmType, crm_field
 from portal.security.params import MAX_INT
+from portal.services.values import number_text
 
 
 def optional_id(value):
@@ -46,6 +50,32 @@ def _date(crm_type: CrmType, key: str):
     return DateField(crm_field(crm_type, key).label, validators=[Optional()], format="%Y-%m-%d")
 
 
+class NumberField(StringField):
+    """A number typed as text (``inputmode`` numeric or decimal): the text is kept as typed and parsed by the
+    service (portal/services/crm.py), which refuses what is not a number with the field's message; a stored number
+    is shown without needless zeros (``1500.0`` -> ``1500``)."""
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        if isinstance(self.data, int | float) and not isinstance(self.data, bool):
+            try:
+                return number_text(self.data)
+            except ValueError:
+                return str(self.data)
+        return self.data if isinstance(self.data, str) else ""
+
+
+def _checkbox(crm_type: CrmType, key: str):
+    return BooleanField(crm_field(crm_type, key).label)
+
+
+def _number(crm_type: CrmType, key: str):
+    spec = crm_field(crm_type, key)
+    mode = "numeric" if spec.type == CrmFieldType.INTEGER else "decimal"
+    return NumberField(spec.label, render_kw={"inputmode": mode, "autocomplete": "off"})
+
+
 def _list(crm_type: CrmType, key: str):
     # Choices are filled per request from the list (portal.services.lists.choices); the service checks the
     # id belongs to the right list, so WTForms' own choice check is off.
@@ -55,15 +85,9 @@ def _list(crm_type: CrmType, key: str):
 C, P, K = CrmType.COMPANY, CrmType.PROJECT, CrmType.CONTACT
 
 
-class CompanyForm(FlaskForm):
-    name = _text(C, "name")
-    department = _text(C, "department")
-    code = _text(C, "code")
-    number = _text(C, "number")
-    vat_no = _text(C, "vat_no")
-    phone = _text(C, "phone")
-    fax = _text(C, "fax")
-    email = _text(C, "email", EmailField)
+class WebAndPostalFields(FlaskForm):
+    """The fields of ``WebAndPostalAddressMixin``: same labels and lengths on a company and a contact."""
+
     url = _text(C, "url", URLField)
     postal_address1 = _text(C, "postal_address1")
     postal_address2 = _text(C, "postal_address2")
@@ -72,6 +96,17 @@ class CompanyForm(FlaskForm):
     postal_city = _text(C, "postal_city")
     postal_county = _text(C, "postal_county")
     postal_state = _text(C, "postal_state")
+
+
+class CompanyForm(WebAndPostalFields):
+    name = _text(C, "name")
+    department = _text(C, "department")
+    code = _text(C, "code")
+    number = _text(C, "number")
+    vat_no = _text(C, "vat_no")
+    phone = _text(C, "phone")
+    fax = _text(C, "fax")
+    email = _text(C, "email", EmailField)
     street_address1 = _text(C, "street_address1")
     street_address2 = _text(C, "street_address2")
     street_address3 = _text(C, "street_address3")
@@ -79,12 +114,15 @@ class CompanyForm(FlaskForm):
     street_city = _text(C, "street_city")
     street_county = _text(C, "street_county")
     street_state = _text(C, "street_state")
-    country_id = _list(C, "country_id")
+    country_id = _list(C, "country_id")  # the web site and postal address come from WebAndPostalFields
     business_id = _list(C, "business_id")
     category_id = _list(C, "category_id")
+    no_mailings = _checkbox(C, "no_mailings")
+    employees = _number(C, "employees")
+    credit_limit = _number(C, "credit_limit")
 
 
-class ContactForm(FlaskForm):
+class ContactForm(WebAndPostalFields):
     first_name = _text(K, "first_name")
     middle_name = _text(K, "middle_name")
     last_name = _text(K, "last_name")
@@ -97,6 +135,8 @@ class ContactForm(FlaskForm):
     phone_private = _text(K, "phone_private")
     phone_other = _text(K, "phone_other")
     birth_date = _date(K, "birth_date")
+    country_id = _list(K, "country_id")
+    no_mailings = _checkbox(K, "no_mailings")
     # A select holding only "(none)" and the current company; the search box next to it fills it with
     # matches from /companies/options (a select of 10,000 companies would be far too big).
     company_id = SelectField("Company", coerce=optional_id, validate_choice=False, choices=[])
@@ -109,6 +149,7 @@ class ProjectForm(FlaskForm):
     url = _text(P, "url", URLField)
     end_date = _date(P, "end_date")
     status_id = _list(P, "status_id")
+    completed = _checkbox(P, "completed")
 
 
 FORMS: dict[CrmType, type[FlaskForm]] = {C: CompanyForm, K: ContactForm, P: ProjectForm}
@@ -116,8 +157,8 @@ FORMS: dict[CrmType, type[FlaskForm]] = {C: CompanyForm, K: ContactForm, P: Proj
 # How the form and the detail page group the fields.
 SECTIONS: dict[CrmType, list[tuple[str, list[str]]]] = {
     C: [
-        ("Company", ["name", "department", "code", "number", "vat_no"]),
-        ("Communication", ["phone", "fax", "email", "url"]),
+        ("Company", ["name", "department", "code", "number", "vat_no", "employees", "credit_limit"]),
+        ("Communication", ["phone", "fax", "email", "url", "no_mailings"]),
         ("Postal address", ["postal_address1", "postal_address2", "postal_address3", "postal_zip", "postal_city",
                             "postal_county", "postal_state"]),
         ("Street address", ["street_address1", "street_address2", "street_address3", "street_zip", "street_city",
@@ -127,11 +168,14 @@ SECTIONS: dict[CrmType, list[tuple[str, list[str]]]] = {
     K: [
         ("Name", ["first_name", "middle_name", "last_name", "title", "position", "number"]),
         ("Company", ["company_id"]),
-        ("Communication", ["email", "phone_direct", "phone_mobile", "phone_private", "phone_other"]),
+        ("Communication", ["email", "phone_direct", "phone_mobile", "phone_private", "phone_other", "url",
+                           "no_mailings"]),
+        ("Postal address", ["postal_address1", "postal_address2", "postal_address3", "postal_zip", "postal_city",
+                            "postal_county", "postal_state", "country_id"]),
         ("Personal", ["birth_date"]),
     ],
     P: [
-        ("Project", ["name", "number", "status_id", "end_date", "url", "description"]),
+        ("Project", ["name", "number", "status_id", "end_date", "completed", "url", "description"]),
     ],
 }
 

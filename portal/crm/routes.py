@@ -23,6 +23,7 @@ from portal.models import CRM_FIELDS, Company, Contact, CrmFieldType, CrmType, P
 from portal.services import crm as crm_service
 from portal.services import lists as list_service
 from portal.services import record_sync_status
+from portal.services.values import number_text
 from portal.web import apply_form_errors, get_or_404, render_form
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,21 @@ bp.after_request(vary_on_htmx)
 
 @bp.context_processor
 def _crm_globals():
-    return {"crm_kinds": KINDS, "field_labels": _FIELD_LABELS, "crm_sections": SECTIONS}
+    return {"crm_kinds": KINDS, "field_labels": _FIELD_LABELS, "field_types": _FIELD_TYPES, "crm_sections": SECTIONS,
+            "number_text": _number_text}
+
+
+def _number_text(value) -> str:
+    """A stored number for the details page, without needless zeros; never raises."""
+    try:
+        return number_text(value)
+    except ValueError:
+        return str(value)
 
 
 _FIELD_LABELS = {crm_type: {spec.key: spec.label for spec in specs} | ({"company_id": "Company"}
                  if crm_type == CrmType.CONTACT else {}) for crm_type, specs in CRM_FIELDS.items()}
+_FIELD_TYPES = {crm_type: {spec.key: spec.type.value for spec in specs} for crm_type, specs in CRM_FIELDS.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------

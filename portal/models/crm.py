@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import TimestampMixin
@@ -55,7 +55,27 @@ class ListItem(TimestampMixin, db.Model):
         return f"<ListItem {self.list_name}:{self.name}>"
 
 
-class Company(TimestampMixin, db.Model):
+class WebAndPostalAddressMixin:
+    """The web site, postal address and country a company and a contact both have (SuperOffice's contact and
+    person; spec §3.5 pre-maps URL, POSTALAD1..3, POSTALZIP, POSTALCITY, POSTALCOUNTY, POSTALSTATE and the country
+    for both)."""
+
+    url: Mapped[str] = mapped_column(String(254), default="")
+    postal_address1: Mapped[str] = mapped_column(String(120), default="")
+    postal_address2: Mapped[str] = mapped_column(String(120), default="")
+    postal_address3: Mapped[str] = mapped_column(String(120), default="")
+    postal_zip: Mapped[str] = mapped_column(String(20), default="")
+    postal_city: Mapped[str] = mapped_column(String(80), default="")
+    postal_county: Mapped[str] = mapped_column(String(80), default="")
+    postal_state: Mapped[str] = mapped_column(String(80), default="")
+    country_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+
+    @declared_attr
+    def country(cls) -> Mapped[ListItem | None]:
+        return relationship(foreign_keys=f"[{cls.__name__}.country_id]")
+
+
+class Company(WebAndPostalAddressMixin, TimestampMixin, db.Model):
     __tablename__ = "company"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -67,14 +87,6 @@ class Company(TimestampMixin, db.Model):
     phone: Mapped[str] = mapped_column(String(40), default="")
     fax: Mapped[str] = mapped_column(String(40), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
-    url: Mapped[str] = mapped_column(String(254), default="")
-    postal_address1: Mapped[str] = mapped_column(String(120), default="")
-    postal_address2: Mapped[str] = mapped_column(String(120), default="")
-    postal_address3: Mapped[str] = mapped_column(String(120), default="")
-    postal_zip: Mapped[str] = mapped_column(String(20), default="")
-    postal_city: Mapped[str] = mapped_column(String(80), default="")
-    postal_county: Mapped[str] = mapped_column(String(80), default="")
-    postal_state: Mapped[str] = mapped_column(String(80), default="")
     street_address1: Mapped[str] = mapped_column(String(120), default="")
     street_address2: Mapped[str] = mapped_column(String(120), default="")
     street_address3: Mapped[str] = mapped_column(String(120), default="")
@@ -82,11 +94,13 @@ class Company(TimestampMixin, db.Model):
     street_city: Mapped[str] = mapped_column(String(80), default="")
     street_county: Mapped[str] = mapped_column(String(80), default="")
     street_state: Mapped[str] = mapped_column(String(80), default="")
-    country_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
     business_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
     category_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
+    # checkbox and number fields (issue #18): a checkbox is never blank (False), a number may be (None)
+    no_mailings: Mapped[bool] = mapped_column(default=False, server_default=false())
+    employees: Mapped[int | None] = mapped_column()
+    credit_limit: Mapped[float | None] = mapped_column()
 
-    country: Mapped[ListItem | None] = relationship(foreign_keys=[country_id])
     business: Mapped[ListItem | None] = relationship(foreign_keys=[business_id])
     category: Mapped[ListItem | None] = relationship(foreign_keys=[category_id])
     contacts: Mapped[list[Contact]] = relationship(back_populates="company", order_by="Contact.last_name")
@@ -96,7 +110,7 @@ class Company(TimestampMixin, db.Model):
         return f"{self.name} ({self.department})" if self.department else self.name
 
 
-class Contact(TimestampMixin, db.Model):
+class Contact(WebAndPostalAddressMixin, TimestampMixin, db.Model):
     __tablename__ = "contact"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +127,7 @@ class Contact(TimestampMixin, db.Model):
     phone_private: Mapped[str] = mapped_column(String(40), default="")
     phone_other: Mapped[str] = mapped_column(String(40), default="")
     birth_date: Mapped[date | None] = mapped_column()
+    no_mailings: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     company: Mapped[Company | None] = relationship(back_populates="contacts")
 
@@ -135,6 +150,7 @@ class Project(TimestampMixin, db.Model):
     status_id: Mapped[int | None] = mapped_column(ForeignKey("list_item.id", ondelete="SET NULL"))
     end_date: Mapped[date | None] = mapped_column()
     url: Mapped[str] = mapped_column(String(254), default="")
+    completed: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     status: Mapped[ListItem | None] = relationship(foreign_keys=[status_id])
 
@@ -157,6 +173,9 @@ class CrmFieldType(StrEnum):
     LONGTEXT = "longtext"
     DATE = "date"
     LIST = "list"
+    CHECKBOX = "checkbox"  # bool, never blank (False)
+    INTEGER = "integer"  # int | None
+    DECIMAL = "decimal"  # float | None
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,18 @@ def _t(key, label, length, *aliases, required=False):
     return CrmField(key, label, CrmFieldType.TEXT, length, None, tuple(aliases), required)
 
 
+# WebAndPostalAddressMixin's text fields, the same on a company and a contact (the country follows per type)
+_WEB_AND_POSTAL = (
+    _t("url", "Web site", 254, "URL"),
+    _t("postal_address1", "Postal address 1", 120, "POSTALAD1"),
+    _t("postal_address2", "Postal address 2", 120, "POSTALAD2"),
+    _t("postal_address3", "Postal address 3", 120, "POSTALAD3"),
+    _t("postal_zip", "Postal zip code", 20, "POSTALZIP"),
+    _t("postal_city", "Postal city", 80, "POSTALCITY"),
+    _t("postal_county", "Postal county", 80, "POSTALCOUNTY"),
+    _t("postal_state", "Postal state", 80, "POSTALSTATE"),
+)
+
 CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
     CrmType.COMPANY: (
         _t("name", "Name", 200, "NAME", required=True),
@@ -185,14 +216,7 @@ CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
         _t("phone", "Telephone", 40, "PHONE"),
         _t("fax", "Fax", 40, "FAX"),
         _t("email", "E-mail", 254, "EMAIL"),
-        _t("url", "Web site", 254, "URL"),
-        _t("postal_address1", "Postal address 1", 120, "POSTALAD1"),
-        _t("postal_address2", "Postal address 2", 120, "POSTALAD2"),
-        _t("postal_address3", "Postal address 3", 120, "POSTALAD3"),
-        _t("postal_zip", "Postal zip code", 20, "POSTALZIP"),
-        _t("postal_city", "Postal city", 80, "POSTALCITY"),
-        _t("postal_county", "Postal county", 80, "POSTALCOUNTY"),
-        _t("postal_state", "Postal state", 80, "POSTALSTATE"),
+        *_WEB_AND_POSTAL,
         _t("street_address1", "Street address 1", 120, "STREETAD1"),
         _t("street_address2", "Street address 2", 120, "STREETAD2"),
         _t("street_address3", "Street address 3", 120, "STREETAD3"),
@@ -203,6 +227,9 @@ CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
         CrmField("country_id", "Country", CrmFieldType.LIST, 0, CrmList.COUNTRY, ("COUNTRY",)),
         CrmField("business_id", "Business", CrmFieldType.LIST, 0, CrmList.BUSINESS, ("BUSINESS",)),
         CrmField("category_id", "Category", CrmFieldType.LIST, 0, CrmList.CATEGORY, ("CATEGORY",)),
+        CrmField("no_mailings", "No mailings", CrmFieldType.CHECKBOX),
+        CrmField("employees", "Employees", CrmFieldType.INTEGER),
+        CrmField("credit_limit", "Credit limit", CrmFieldType.DECIMAL),
     ),
     CrmType.CONTACT: (
         _t("first_name", "First name", 80, "FIRSTNAME"),
@@ -217,6 +244,9 @@ CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
         _t("phone_private", "Private phone", 40, "PHONE_PRIVATE"),
         _t("phone_other", "Other phone", 40, "PHONE_OTHER"),
         CrmField("birth_date", "Birth date", CrmFieldType.DATE, 0, None, ("BIRTHDATE",)),
+        *_WEB_AND_POSTAL,
+        CrmField("country_id", "Country", CrmFieldType.LIST, 0, CrmList.COUNTRY, ("POSTALCOUNTRY", "COUNTRY")),
+        CrmField("no_mailings", "No mailings", CrmFieldType.CHECKBOX),
     ),
     CrmType.PROJECT: (
         _t("name", "Project name", 200, "NAME", required=True),
@@ -225,6 +255,7 @@ CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
         _t("url", "URL", 254, "URL"),
         CrmField("end_date", "End date", CrmFieldType.DATE, 0, None, ("ENDDATE",)),
         CrmField("status_id", "Status", CrmFieldType.LIST, 0, CrmList.PROJECT_STATUS, ("STATUS",)),
+        CrmField("completed", "Completed", CrmFieldType.CHECKBOX),
     ),
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -225,6 +226,56 @@ def _clean_id(value) -> int | None:
     raise ValueError(value)
 
 
+_CHECKED = frozenset({"on", "true", "1", "yes", "y"})
+_UNCHECKED = frozenset({"", "off", "false", "0", "no", "n"})
+_WHOLE_RE = re.compile(r"[+-]?\d{1,30}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d{1,30}(?:[.,]\d{0,30})?|[.,]\d{1,30})")
+
+
+def _clean_checkbox(value):
+    """A checkbox: a bool as is, ``"on"`` (what a browser sends) and yes-words -> True, a missing or empty value
+    and no-words -> False; anything else is kept so the rule refuses it."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _CHECKED:
+            return True
+        if word in _UNCHECKED:
+            return False
+    return value
+
+
+def _clean_integer(value):
+    """A typed whole number: ``" 25 "`` -> 25, blank -> None; text that is not one is kept (the rule refuses it
+    with the field's message; a number out of range is refused there too)."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if _WHOLE_RE.fullmatch(text):
+            return int(text)
+    return value
+
+
+def _clean_decimal(value):
+    """A typed decimal number, with a point or a comma as the decimal separator: ``"1250,5"`` -> 1250.5, blank
+    -> None; text that is not one (``abc``, ``1.000,50``, ``inf``) is kept so the rule refuses it."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) <= crm_rules.MAX_DECIMAL else value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if _DECIMAL_RE.fullmatch(text):
+            return float(text.replace(",", ".")) + 0.0
+    return value
+
+
 def clean(crm_type: str, data: Mapping, record=None) -> dict:
     """Validate ``data`` for a new record (``record`` None) or an update; return the values to assign.
 
@@ -249,6 +300,12 @@ def clean(crm_type: str, data: Mapping, record=None) -> dict:
                 value = crm_rules.as_date(raw)
             except ValueError:
                 value = raw  # refused below, with the field's message
+        elif spec.type == CrmFieldType.CHECKBOX:
+            value = _clean_checkbox(raw)
+        elif spec.type == CrmFieldType.INTEGER:
+            value = _clean_integer(raw)
+        elif spec.type == CrmFieldType.DECIMAL:
+            value = _clean_decimal(raw)
         else:
             try:
                 value = _clean_id(raw)

@@ -19,7 +19,12 @@ The rules, per field (``CRM_FIELDS`` in portal/models/crm.py):
   spaces; never ``javascript:``, ``data:``, ``ftp:`` or a bare domain (the form never accepted those);
 * **dates**: a ``date`` (a ``datetime`` counts as its date, an ISO ``YYYY-MM-DD`` text is parsed) from the year
   1800 on; a birth date not in the future;
-* **lists**: the integer id of an existing item of the field's own list that is not deleted.
+* **lists**: the integer id of an existing item of the field's own list that is not deleted;
+* **checkboxes**: a ``bool`` (``True``/``False``); a checkbox is never blank, so ``None`` is refused too (the
+  form, the import and the sync turn an empty value into ``False`` before asking);
+* **whole numbers** (``integer``): an ``int`` (not a bool) within ±``MAX_INTEGER`` (the database's integer);
+* **decimal numbers** (``decimal``): an ``int`` or ``float`` (not a bool), finite, within ±``MAX_DECIMAL``
+  (beyond it a double no longer holds every cent).
 
 A value equal to the one the record already holds (``current`` / ``record``) is always accepted apart from a blank
 required field: storing it again changes nothing, and refusing it would block the save of a record for a field
@@ -29,6 +34,7 @@ start — and legacy values written before these rules existed do not block save
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,11 +44,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from portal.database import utcnow
+from portal.database import MAX_INT, utcnow
 from portal.extensions import db
 from portal.models import CRM_FIELDS, CrmField, CrmFieldType, CrmType, ListItem
 
 __all__ = [
+    "MAX_DECIMAL",
+    "MAX_INTEGER",
     "MISSING",
     "ListItemInfo",
     "ValueProblem",
@@ -63,6 +71,8 @@ DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 WEB_SCHEMES = ("http", "https")
 MIN_YEAR = 1800
 SHOWN_LENGTH = 60  # characters of an offending value quoted in a reason
+MAX_INTEGER = MAX_INT  # a CRM whole number field: the database's integer (PostgreSQL's 4 bytes)
+MAX_DECIMAL = 1e15  # a CRM decimal field: a double holds every cent up to here
 
 
 class _Missing:
@@ -217,6 +227,10 @@ def value_problem(crm_type: str, crm_key: str, value, *, current=MISSING,
     def problem(message: str, reason: str) -> ValueProblem:
         return ValueProblem(crm_type, crm_key, label, message, reason)
 
+    if spec.type == CrmFieldType.CHECKBOX:
+        if isinstance(value, bool):
+            return None
+        return problem(f"Tick {label.lower()} or leave it unticked.", f"{_shown(value)} is not a yes/no value")
     if _blank(value):
         if spec.required:
             return problem(f"{label} is required.", f"{label} is blank, and a {crm_type} needs one")
@@ -254,6 +268,28 @@ def value_problem(crm_type: str, crm_key: str, value, *, current=MISSING,
             return problem(f"Enter a realistic {label.lower()}.", f"{_shown(day)} is before the year {MIN_YEAR}")
         return None
 
+    if spec.type == CrmFieldType.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return problem(f"Enter {label.lower()} as a whole number, such as 25.",
+                           f"{_shown(value)} is not a whole number")
+        if not -MAX_INTEGER <= value <= MAX_INTEGER:
+            return problem(f"Enter {label.lower()} between -{MAX_INTEGER} and {MAX_INTEGER}.",
+                           f"{_number(value)} is out of range for {label} (-{MAX_INTEGER} to {MAX_INTEGER})")
+        return None
+
+    if spec.type == CrmFieldType.DECIMAL:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return problem(f"Enter {label.lower()} as a number, such as 1250.50.",
+                           f"{_shown(value)} is not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            return problem(f"Enter {label.lower()} as a number, such as 1250.50.",
+                           f"{_shown(value)} is not a finite number")
+        if not -MAX_DECIMAL <= value <= MAX_DECIMAL:
+            limit = f"{int(MAX_DECIMAL)}"
+            return problem(f"Enter {label.lower()} between -{limit} and {limit}.",
+                           f"{_number(value)} is out of range for {label} (-{limit} to {limit})")
+        return None
+
     # list
     message = f"Choose a {label.lower()} from the list."
     if isinstance(value, bool) or not isinstance(value, int):
@@ -267,6 +303,14 @@ def value_problem(crm_type: str, crm_key: str, value, *, current=MISSING,
     if item.deleted:
         return problem(message, f"{_shown(item.name)} (#{value}) is a deleted item of the {list_label}")
     return None
+
+
+def _number(value) -> str:
+    """A number for a reason, quoted and cut like ``_shown`` (an int too long to print says so)."""
+    try:
+        return _shown(repr(value))
+    except ValueError:  # more digits than Python converts to text
+        return "The number"
 
 
 def _same(value, current) -> bool:

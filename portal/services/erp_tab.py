@@ -498,6 +498,10 @@ def crm_value_text(record, f: MappedField) -> str:
         return item.name if item is not None else f"#{raw}"
     if isinstance(raw, date):
         return raw.isoformat()
+    if isinstance(raw, bool):  # a CRM checkbox
+        return "Yes" if raw else "No"
+    if isinstance(raw, int | float):  # a CRM whole or decimal number, without needless zeros
+        return number_text(raw)
     return str(raw)
 
 

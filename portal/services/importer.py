@@ -83,6 +83,7 @@ from portal.services.values import (
     display,
     erp_to_crm,
     is_blank,
+    number_text,
     parse_input,
     same_value,
 )
@@ -872,8 +873,9 @@ class Importer:
         if p.record is None:
             p.outcome = "new"
             for item in self._refuse(p, {k: v for k, v in p.values.items() if not is_blank(v)}, None):
-                p.values[item.crm_key] = "" if item.crm_key in _TEXT_KEYS[crm_type] else None
-            p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v)]
+                p.values[item.crm_key] = _EMPTY[crm_type].get(item.crm_key)
+            # an unticked checkbox is what a new record has anyway: not listed as a change
+            p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v) and v is not False]
             problem = _required_problem(crm_type, p.values, None)
         else:
             # Linked actors are updated (merge keeps filling empty fields only); a matched record is merged
@@ -1074,6 +1076,13 @@ class Importer:
             return self.list_item_names.get(value, f"#{value}")
         if hasattr(value, "isoformat"):
             return value.isoformat()
+        if isinstance(value, bool):
+            return "Yes" if value else "No"
+        if isinstance(value, int | float):
+            try:
+                return number_text(value)
+            except ValueError:
+                return str(value)
         return str(value)
 
     def count(self, planned: Sequence[Planned]) -> None:
@@ -1164,6 +1173,10 @@ _LIST_KEYS = {crm_type: frozenset(c.key for c in specs if c.type == CrmFieldType
               for crm_type, specs in CRM_FIELDS.items()}
 _TEXT_KEYS = {crm_type: frozenset(c.key for c in specs if c.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT))
               for crm_type, specs in CRM_FIELDS.items()}
+# What a new record holds in a field left empty: '' for text, False for a checkbox (never blank), else None
+_EMPTY = {crm_type: {c.key: "" if c.key in _TEXT_KEYS[crm_type] else False if c.type == CrmFieldType.CHECKBOX
+                     else None for c in specs}
+          for crm_type, specs in CRM_FIELDS.items()}
 
 
 def _by_parent(parents: Mapping, parent_type: str, parent_key: str):

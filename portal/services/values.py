@@ -6,7 +6,9 @@ Two representations meet here:
 
 * **CRM values** -- Python values as stored on the SQLAlchemy models (``portal.models.crm``):
   ``text``/``longtext`` -> ``str`` (``''`` = blank), ``date`` -> ``datetime.date | None``,
-  ``list`` -> ``int`` (a ``ListItem`` id) ``| None``.
+  ``list`` -> ``int`` (a ``ListItem`` id) ``| None``, ``checkbox`` -> ``bool`` (never blank: ``False``),
+  ``integer`` -> ``int | None`` (within ±``MAX_INTEGER``), ``decimal`` -> finite ``float | None`` (within
+  ±``MAX_DECIMAL``); the limits are portal/services/crm_rules.py's, the rules every CRM value obeys.
 * **ERP values** -- JSON-native per connector ``FieldType`` (connector-protocol.md, Types):
   Text/Password/Label -> ``str``, Integer -> ``int``, Double -> ``float``, Checkbox -> ``bool``,
   Date -> ``'YYYY-MM-DD'`` or ``'YYYY-MM-DDTHH:MM:SSZ'`` (UTC), List -> ``str`` item key; ``None`` = blank.
@@ -37,6 +39,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from portal.models.crm import CrmFieldType
 from portal.models.erp import FieldType
+from portal.services.crm_rules import MAX_DECIMAL, MAX_INTEGER
 
 __all__ = [
     "ConversionError",
@@ -55,6 +58,17 @@ __all__ = [
 
 _TEXT_TYPES = frozenset({FieldType.TEXT, FieldType.PASSWORD, FieldType.LABEL})
 _CRM_TEXT_TYPES = frozenset({CrmFieldType.TEXT, CrmFieldType.LONGTEXT})
+_CRM_NUMBER_TYPES = frozenset({CrmFieldType.INTEGER, CrmFieldType.DECIMAL})
+# What each ERP type may map to (Password: nothing). The CRM checkbox, integer and decimal fields take only these.
+_ALLOWED = {
+    FieldType.TEXT: _CRM_TEXT_TYPES,
+    FieldType.LABEL: _CRM_TEXT_TYPES,
+    FieldType.INTEGER: _CRM_TEXT_TYPES | _CRM_NUMBER_TYPES,
+    FieldType.DOUBLE: _CRM_TEXT_TYPES | {CrmFieldType.DECIMAL},
+    FieldType.CHECKBOX: frozenset({CrmFieldType.CHECKBOX}),
+    FieldType.DATE: frozenset({CrmFieldType.DATE}),
+    FieldType.LIST: frozenset({CrmFieldType.LIST}),
+}
 _PASSWORD_MASK = "\u2022" * 8
 
 # The compatibility reasons name what the CRM field is and what the ERP field type can be mapped to instead:
@@ -64,12 +78,16 @@ _CRM_KIND = {
     CrmFieldType.LONGTEXT: "a long text field",
     CrmFieldType.DATE: "a date field",
     CrmFieldType.LIST: "a list",
+    CrmFieldType.CHECKBOX: "a checkbox",
+    CrmFieldType.INTEGER: "a whole number field",
+    CrmFieldType.DECIMAL: "a decimal number field",
 }
 _CRM_TARGET = {
     FieldType.TEXT: "a CRM text or long text field",
     FieldType.LABEL: "a CRM text or long text field",
-    FieldType.INTEGER: "a CRM text or long text field",
-    FieldType.DOUBLE: "a CRM text or long text field",
+    FieldType.INTEGER: "a CRM whole number, decimal number, text or long text field",
+    FieldType.DOUBLE: "a CRM decimal number, text or long text field",
+    FieldType.CHECKBOX: "a CRM checkbox",
     FieldType.DATE: "a CRM date field",
     FieldType.LIST: "a CRM list field",
 }
@@ -178,6 +196,25 @@ def number_text(value: int | float) -> str:
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
     return repr(value)
+
+
+def _crm_integer(value: int) -> int:
+    """``value`` when a CRM integer field can hold it (±``MAX_INTEGER``), else ``ConversionError``."""
+    if not -MAX_INTEGER <= value <= MAX_INTEGER:
+        raise ConversionError(f"{_quote(value)} is out of range for a CRM whole number "
+                              f"(-{MAX_INTEGER} to {MAX_INTEGER})")
+    return value
+
+
+def _crm_decimal(value: int | float) -> float:
+    """``value`` as a float when a CRM decimal field can hold it (finite, ±``MAX_DECIMAL``), else
+    ``ConversionError``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConversionError(f"{_quote(value)} is not a finite number")
+    if not -MAX_DECIMAL <= value <= MAX_DECIMAL:
+        raise ConversionError(f"{_quote(value)} is out of range for a CRM decimal number "
+                              f"(-{number_text(MAX_DECIMAL)} to {number_text(MAX_DECIMAL)})")
+    return float(value) + 0.0  # -0.0 -> 0.0
 
 
 def _check_length(text: str, max_length: int) -> str:
@@ -338,7 +375,9 @@ def compatible(erp_type: str, crm_field_type: str, crm_label: str = "") -> tuple
     (``crm_label``, e.g. ``'Country is a list in the CRM; an ERP Text field can only be mapped to a CRM text or
     long text field'``). Rules: CRM text and long text take ERP Text, Label, Integer and Double (that a Label only
     syncs to the CRM is enforced by the mapping screen); CRM date takes only Date; CRM list takes only List;
-    Password never maps; Checkbox maps to nothing (the CRM has no checkbox fields).
+    CRM checkbox takes only Checkbox (and a Checkbox maps to nothing else); CRM integer (a whole number) takes
+    only Integer; CRM decimal takes Integer and Double; Password never maps. A Double is refused by a CRM
+    integer field because the fraction would be lost, and the reason says so.
     """
     try:
         ftype = _field_type(erp_type)
@@ -350,19 +389,14 @@ def compatible(erp_type: str, crm_field_type: str, crm_label: str = "") -> tuple
         return False, str(error)
     if ftype == FieldType.PASSWORD:
         return False, "An ERP Password field is never synced, so it cannot be mapped"
-    if ftype == FieldType.CHECKBOX:
-        return False, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"
-    if ftype == FieldType.DATE:
-        ok = ctype == CrmFieldType.DATE
-    elif ftype == FieldType.LIST:
-        ok = ctype == CrmFieldType.LIST
-    else:  # Text, Label, Integer, Double
-        ok = ctype in _CRM_TEXT_TYPES
-    if ok:
+    if ctype in _ALLOWED[ftype]:
         return True, ""
     kind = _CRM_KIND[ctype]
     crm_side = f"{crm_label} is {kind} in the CRM" if crm_label else f"The CRM field is {kind}"
-    return False, f"{crm_side}; an ERP {ftype.value} field can only be mapped to {_CRM_TARGET[ftype]}"
+    reason = f"{crm_side}; an ERP {ftype.value} field can only be mapped to {_CRM_TARGET[ftype]}"
+    if ftype == FieldType.DOUBLE and ctype == CrmFieldType.INTEGER:
+        reason += " (a whole number field would lose the fraction)"
+    return False, reason
 
 
 def _require_compatible(erp_type: str, crm_field_type: str) -> tuple[FieldType, CrmFieldType]:
@@ -400,6 +434,10 @@ def erp_to_crm(
     * date: ``'YYYY-MM-DD...'`` -> ``datetime.date`` (the UTC date of a date-time); blank -> ``None``.
     * list: ERP item key -> CRM ``ListItem`` id through ``list_map``; a key that is not in the map or is mapped to
       ``None`` ("No selection") raises ``UnmappedListItem`` (``side='erp'``). Blank -> ``None``.
+    * checkbox: ``bool``; blank -> ``False`` (a CRM checkbox is never blank).
+    * integer: ``int``; beyond ±``MAX_INTEGER`` -> ``ConversionError``. Blank -> ``None``.
+    * decimal: ``float`` (from an Integer or a Double); beyond ±``MAX_DECIMAL`` -> ``ConversionError``.
+      Blank -> ``None``.
 
     Incompatible types raise ``ConversionError`` with the ``compatible()`` reason.
     """
@@ -410,8 +448,14 @@ def erp_to_crm(
             return ""
         text = number_text(normalized) if isinstance(normalized, int | float) else str(normalized)
         return _check_length(text, max_length)
+    if ctype == CrmFieldType.CHECKBOX:
+        return bool(normalized)
     if normalized is None:
         return None
+    if ctype == CrmFieldType.INTEGER:
+        return _crm_integer(normalized)
+    if ctype == CrmFieldType.DECIMAL:
+        return _crm_decimal(normalized)
     if ctype == CrmFieldType.DATE:
         return date.fromisoformat(str(normalized)[:10])
     # list
@@ -435,12 +479,36 @@ def crm_to_erp(
     * date -> ``'YYYY-MM-DD'``.
     * list: CRM ``ListItem`` id -> ERP item key through ``reverse_list_map`` (see ``invert_list_map``); an id
       without a key raises ``UnmappedListItem`` (``side='crm'``).
+    * checkbox -> Checkbox: ``bool`` (``None`` counts as ``False``).
+    * integer -> Integer/Double, decimal -> Double: the number; decimal -> Integer: a whole number only (``1.5``
+      -> ``ConversionError``). Out of the CRM's range, or not finite -> ``ConversionError``.
 
     Incompatible types raise ``ConversionError`` with the ``compatible()`` reason.
     """
     ftype, ctype = _require_compatible(erp_type, crm_field_type)
+    if ctype == CrmFieldType.CHECKBOX:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise ConversionError(f"{_quote(value)} is not a yes/no value")
+        return value
     if value is None:
         return None
+    if ctype in _CRM_NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConversionError(f"{_quote(value)} is not a number")
+        if ctype == CrmFieldType.INTEGER:
+            if not isinstance(value, int):
+                raise ConversionError(f"{_quote(value)} is not a whole number")
+            number: int | float = _crm_integer(value)
+        else:
+            number = _crm_decimal(value)
+        if ftype == FieldType.INTEGER:
+            if isinstance(number, float) and not number.is_integer():
+                raise ConversionError(f"{number_text(number)} is not a whole number, and the ERP field holds only "
+                                      "whole numbers")
+            return int(number)
+        return normalize_erp(ftype, number)
     if ctype == CrmFieldType.LIST:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConversionError(f"{_quote(value)} is not a list item")

@@ -91,6 +91,8 @@ def test_the_defaults_count_follows_adds_and_removes(live_server, admin_page):
     start = int(count.inner_text().split(":")[1])
     names = []
     for _ in range(3):
+        # htmx wires new content up when it settles (20 ms after the swap): wait for that before choosing
+        expect(page.locator("#default-add")).not_to_have_class(re.compile("htmx-added"))
         picker = page.get_by_label("Add a default value for")
         option = picker.locator("option").nth(1)
         names.append(option.inner_text().rsplit(" (", 1)[0])

@@ -363,6 +363,25 @@ def test_create_contact_rules(app, user_client, records):
         assert nora.company_id == records["globex"] and nora.birth_date.isoformat() == "1990-05-17"
 
 
+def test_a_contact_has_a_postal_address_a_country_and_a_web_site(app, user_client, records):
+    form = _text(user_client.get("/contacts/new"))
+    for label in ("Web site", "Postal address 1", "Postal zip code", "Postal city", "Country"):
+        assert f">{label}</label>" in form or f">{label} " in form, label
+    assert re.search(r'<select[^>]*name="country_id"[^>]*>.*?>Norway</option>', form, re.S)
+    with app.app_context():
+        sweden = db.session.scalar(select(ListItem.id).where(ListItem.list_name == CrmList.COUNTRY,
+                                                             ListItem.name == "Sweden"))
+    refused = user_client.post("/contacts/new", htmx=True, data={"last_name": "Lind", "url": "javascript:alert(1)"})
+    assert refused.status_code == 422 and "Enter a web address starting with http:// or https://." in _text(refused)
+    saved = user_client.post("/contacts/new", htmx=True, data={
+        "last_name": "Lind", "url": "https://lind.example", "postal_address1": "Storgatan 1", "postal_zip": "111 22",
+        "postal_city": "Stockholm", "country_id": str(sweden)})
+    assert saved.status_code == 200
+    detail = _text(user_client.get(saved.headers["HX-Redirect"]))
+    for text in ("https://lind.example", "Storgatan 1", "111 22", "Stockholm", "Sweden"):
+        assert text in detail
+
+
 def test_company_options_for_the_contact_picker(user_client, records):
     response = user_client.get(f"/companies/options?q=glob&company_id={records['acme']}", htmx=True)
     body = _text(response)

@@ -115,7 +115,7 @@ def test_checkboxes_and_crm_choice_save_the_row(app, admin_client, cid):
 @pytest.mark.parametrize("actor_type, key, crm_key, message", [
     ("Person", "firstname", "birth_date",
      "Birth date is a date field in the CRM; an ERP Text field can only be mapped to a CRM text or long text field"),
-    ("Customer", "active", "country_id", "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+    ("Customer", "active", "country_id", "Country is a list in the CRM; an ERP Checkbox field can only be mapped to a CRM checkbox"),
     ("Customer", "orgnr", "no_such_field", "Unknown CRM field “no_such_field”"),
     ("Customer", "founded", "name",
      "Name is a text field in the CRM; an ERP Date field can only be mapped to a CRM date field"),
@@ -134,9 +134,9 @@ def test_bad_mapping_is_refused_with_422_and_the_message_on_its_row(app, admin_c
 
 
 def test_disabled_choices_and_directions_say_why(app, admin_client, cid):
-    fid = field_id(app, cid, "Customer", "active")  # a Checkbox: nothing fits
+    fid = field_id(app, cid, "Customer", "active")  # a Checkbox: only the CRM checkbox fits
     body = html(admin_client.get(row_url(cid, fid), htmx=True))
-    assert 'disabled title="An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"' in body
+    assert 'disabled title="Country is a list in the CRM; an ERP Checkbox field can only be mapped to a CRM checkbox"' in body
     assert re.search(r'aria-label="Sync Active to the CRM"\s+disabled aria-describedby="mapping-\d+-to_crm-why"', body)
     assert "Not possible: no CRM field is chosen." in body
 

@@ -308,3 +308,14 @@ def test_engine_results_are_worded_for_the_screen():
 ])
 def test_values_prefill_inputs_as_text(field_type, value, text):
     assert svc.value_text(field_type, value) == text
+
+
+def test_crm_checkbox_and_number_values_read_as_people_write_them():
+    from types import SimpleNamespace
+
+    record = SimpleNamespace(no_mailings=True, employees=250, credit_limit=3000.0, other=False)
+    as_text = {key: svc.crm_value_text(record, SimpleNamespace(crm_key=key, crm_type="checkbox"))
+               for key in ("no_mailings", "other")}
+    assert as_text == {"no_mailings": "Yes", "other": "No"}
+    assert svc.crm_value_text(record, SimpleNamespace(crm_key="employees", crm_type="integer")) == "250"
+    assert svc.crm_value_text(record, SimpleNamespace(crm_key="credit_limit", crm_type="decimal")) == "3000"

@@ -99,7 +99,7 @@ def make_valid(connection: Connection) -> None:
     ("EMPLOYEES", {"name", "number"}),
     ("COUNTRY", {"country_id", "business_id", "category_id"}),
     ("FOUNDED", set()),  # Company has no date field
-    ("ACTIVE", set()),
+    ("ACTIVE", {"no_mailings"}),  # a Checkbox → only the CRM checkbox (issue #18)
     ("SECRET", set()),
 ])
 def test_crm_choices_offer_only_fields_whose_type_fits(ctx, key, enabled):
@@ -122,7 +122,9 @@ def test_disabled_choice_reasons_name_the_type_rule(ctx):
     assert choices["country_id"].reason == ("Country is a list in the CRM; an ERP Text field can only be mapped to a "
                                             "CRM text or long text field")
     checkbox = {c.key: c for c in mapping.crm_choices(field(connection, "ACTIVE"), "company", {}, {})}
-    assert checkbox["country_id"].reason == "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"
+    assert checkbox["country_id"].reason == ("Country is a list in the CRM; an ERP Checkbox field can only be mapped "
+                                             "to a CRM checkbox")
+    assert not checkbox["no_mailings"].disabled
 
 
 def test_contact_date_field_takes_only_the_date_field(ctx):
@@ -136,7 +138,7 @@ def test_contact_date_field_takes_only_the_date_field(ctx):
     ("FIRSTNAME", "birth_date", ("Person",),  # text onto a date
      "Birth date is a date field in the CRM; an ERP Text field can only be mapped to a CRM text or long text field"),
     ("ACTIVE", "country_id", ("Customer",),  # checkbox onto a list
-     "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+     "Country is a list in the CRM; an ERP Checkbox field can only be mapped to a CRM checkbox"),
     ("NAME", "shoe_size", ("Customer",), "Unknown CRM field “shoe_size”"),
     ("FOUNDED", "name", ("Customer",),
      "Name is a text field in the CRM; an ERP Date field can only be mapped to a CRM date field"),
@@ -235,6 +237,22 @@ def test_premapping_matches_known_keys_case_insensitively_and_sets_no_direction(
     # pre-mapped fields without a direction block nothing (only the Mandatory NAME lacks a value source)
     assert mapping.mapping_problems(connection) == [
         "Customer: “Name” is Mandatory in the ERP but has neither a direction to the ERP nor a default value."]
+
+
+def test_the_person_premapping_of_spec_3_5_is_complete(ctx):
+    """Every Person key of spec §3.5 pre-maps to a contact field, the postal address, country and web site too."""
+    keys = {"FIRSTNAME": "first_name", "MIDDLENAME": "middle_name", "LASTNAME": "last_name", "TITLE": "title",
+            "NUMBER": "number", "PHONE_DIRECT": "phone_direct", "PHONE_PRIVATE": "phone_private",
+            "PHONE_MOBILE": "phone_mobile", "PHONE_OTHER": "phone_other", "EMAIL": "email", "POSITION": "position",
+            "BIRTHDATE": "birth_date", "URL": "url", "POSTALAD1": "postal_address1", "POSTALAD2": "postal_address2",
+            "POSTALAD3": "postal_address3", "POSTALZIP": "postal_zip", "POSTALCITY": "postal_city",
+            "POSTALSTATE": "postal_state", "POSTALCOUNTY": "postal_county", "POSTALCOUNTRY": "country_id"}
+    types = {"BIRTHDATE": "Date", "POSTALCOUNTRY": "List"}
+    person = [field_metadata(key, key.title(), types.get(key, "Text"), rank=n,
+                             list_name="countries" if key == "POSTALCOUNTRY" else "")
+              for n, key in enumerate(keys, start=1)]
+    connection = build(types=("Person",), fields={"Person": person})
+    assert {key: field(connection, key, "Person").crm_field for key in keys} == keys
 
 
 def test_premapping_skips_unknown_keys_and_types_that_do_not_fit(ctx):

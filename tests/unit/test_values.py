@@ -36,6 +36,7 @@ T, P, L, INT, D, C, LST, DT = (
     FieldType.DATE,
 )
 CT, CLT, CD, CL = CrmFieldType.TEXT, CrmFieldType.LONGTEXT, CrmFieldType.DATE, CrmFieldType.LIST
+CB, CI, CDEC = CrmFieldType.CHECKBOX, CrmFieldType.INTEGER, CrmFieldType.DECIMAL
 
 
 # ------------------------------------------------------------------------------------------ compatible
@@ -51,6 +52,11 @@ COMPATIBLE = {
     (D, CLT),
     (DT, CD),
     (LST, CL),
+    # issue #18: CRM checkbox and number fields
+    (C, CB),
+    (INT, CI),
+    (INT, CDEC),
+    (D, CDEC),
 }
 
 
@@ -75,12 +81,23 @@ def test_compatible_accepts_plain_strings():
     [
         (DT, CT, "The CRM field is a text field; an ERP Date field can only be mapped to a CRM date field"),
         (LST, CT, "The CRM field is a text field; an ERP List field can only be mapped to a CRM list field"),
-        (C, CT, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
-        (C, CL, "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+        (C, CT, "The CRM field is a text field; an ERP Checkbox field can only be mapped to a CRM checkbox"),
+        (C, CL, "The CRM field is a list; an ERP Checkbox field can only be mapped to a CRM checkbox"),
         (P, CT, "An ERP Password field is never synced, so it cannot be mapped"),
-        (INT, CD, "The CRM field is a date field; an ERP Integer field can only be mapped to a CRM text or long "
-                  "text field"),
-        (D, CL, "The CRM field is a list; an ERP Double field can only be mapped to a CRM text or long text field"),
+        (P, CB, "An ERP Password field is never synced, so it cannot be mapped"),
+        (INT, CD, "The CRM field is a date field; an ERP Integer field can only be mapped to a CRM whole number, "
+                  "decimal number, text or long text field"),
+        (D, CL, "The CRM field is a list; an ERP Double field can only be mapped to a CRM decimal number, text or "
+                "long text field"),
+        (D, CI, "The CRM field is a whole number field; an ERP Double field can only be mapped to a CRM decimal "
+                "number, text or long text field (a whole number field would lose the fraction)"),
+        (T, CB, "The CRM field is a checkbox; an ERP Text field can only be mapped to a CRM text or long text "
+                "field"),
+        (T, CI, "The CRM field is a whole number field; an ERP Text field can only be mapped to a CRM text or "
+                "long text field"),
+        (LST, CDEC, "The CRM field is a decimal number field; an ERP List field can only be mapped to a CRM list "
+                    "field"),
+        (DT, CB, "The CRM field is a checkbox; an ERP Date field can only be mapped to a CRM date field"),
         (T, CD, "The CRM field is a date field; an ERP Text field can only be mapped to a CRM text or long text "
                 "field"),
         (L, CL, "The CRM field is a list; an ERP Label field can only be mapped to a CRM text or long text field"),
@@ -98,11 +115,15 @@ def test_compatible_reasons(erp_type, crm_type, reason):
         (T, CL, "Country", "Country is a list in the CRM; an ERP Text field can only be mapped to a CRM text or "
                            "long text field"),
         (INT, CD, "Birth date", "Birth date is a date field in the CRM; an ERP Integer field can only be mapped to "
-                                "a CRM text or long text field"),
+                                "a CRM whole number, decimal number, text or long text field"),
         (DT, CT, "Name", "Name is a text field in the CRM; an ERP Date field can only be mapped to a CRM date field"),
         (LST, CLT, "Description", "Description is a long text field in the CRM; an ERP List field can only be "
                                   "mapped to a CRM list field"),
-        (C, CL, "Country", "An ERP Checkbox field cannot be mapped: the CRM has no checkbox fields"),
+        (C, CL, "Country", "Country is a list in the CRM; an ERP Checkbox field can only be mapped to a CRM "
+                           "checkbox"),
+        (D, CI, "Employees", "Employees is a whole number field in the CRM; an ERP Double field can only be mapped "
+                             "to a CRM decimal number, text or long text field (a whole number field would lose "
+                             "the fraction)"),
         (P, CT, "Name", "An ERP Password field is never synced, so it cannot be mapped"),
     ],
 )
@@ -117,7 +138,7 @@ def test_every_incompatible_pair_names_the_crm_field_unless_the_erp_type_never_m
             if ok:
                 continue
             assert not reason.endswith(".") and reason[0].isupper()
-            if erp_type in (C, P):
+            if erp_type == P:
                 assert "Target" not in reason
             else:
                 assert reason.startswith("Target is ") and f"an ERP {erp_type.value} field" in reason
@@ -462,12 +483,160 @@ def test_round_trip_each_compatible_pair_example():
         (D, CLT): "100",
         (DT, CD): date(2024, 2, 29),
         (LST, CL): 2,
+        (C, CB): True,
+        (INT, CI): 250,
+        (INT, CDEC): 1500.0,
+        (D, CDEC): 1250.5,
     }
     assert set(cases) == COMPATIBLE
     list_map = {"NO": 1, "SE": 2}
     for (erp_type, crm_type), crm_value in cases.items():
         erp_value = crm_to_erp(erp_type, crm_type, crm_value, invert_list_map(list_map))
         assert erp_to_crm(erp_type, crm_type, erp_value, list_map) == crm_value, (erp_type, crm_type)
+
+
+# ------------------------------------------------------------------------- checkbox and number fields (#18)
+
+MAX_I, MAX_DEC = 2**31 - 1, 1e15
+CRM_INTS = st.integers(min_value=-MAX_I, max_value=MAX_I)
+CRM_DECIMALS = st.floats(min_value=-MAX_DEC, max_value=MAX_DEC, allow_nan=False, allow_infinity=False)
+
+
+def test_number_limits_are_the_crm_rules():
+    from portal.services import crm_rules
+
+    assert (crm_rules.MAX_INTEGER, crm_rules.MAX_DECIMAL) == (MAX_I, MAX_DEC)
+
+
+def test_erp_to_crm_checkbox():
+    assert erp_to_crm(C, CB, True) is True
+    assert erp_to_crm(C, CB, False) is False
+    assert erp_to_crm(C, CB, None) is False  # a CRM checkbox is never blank
+    assert erp_to_crm(C, CB, "") is False
+    assert erp_to_crm(C, CB, "yes") is True
+    with pytest.raises(ConversionError, match="not a yes/no value"):
+        erp_to_crm(C, CB, "maybe")
+
+
+def test_erp_to_crm_numbers():
+    assert erp_to_crm(INT, CI, 42) == 42 and type(erp_to_crm(INT, CI, 42)) is int
+    assert erp_to_crm(INT, CI, "-7") == -7
+    assert erp_to_crm(INT, CI, None) is None
+    assert erp_to_crm(INT, CDEC, 3) == 3.0 and type(erp_to_crm(INT, CDEC, 3)) is float
+    assert erp_to_crm(D, CDEC, 1250.5) == 1250.5
+    assert erp_to_crm(D, CDEC, -0.0) == 0.0 and str(erp_to_crm(D, CDEC, -0.0)) == "0.0"
+    assert erp_to_crm(D, CDEC, "") is None
+    assert erp_to_crm(INT, CI, MAX_I) == MAX_I
+    with pytest.raises(ConversionError, match="out of range for a CRM whole number"):
+        erp_to_crm(INT, CI, MAX_I + 1)
+    with pytest.raises(ConversionError, match="out of range for a CRM decimal number"):
+        erp_to_crm(D, CDEC, 1e16)
+    with pytest.raises(ConversionError, match="out of range for a CRM decimal number"):
+        erp_to_crm(INT, CDEC, 10**20)
+    with pytest.raises(ConversionError, match="not a finite number"):
+        erp_to_crm(D, CDEC, float("inf"))
+    with pytest.raises(ConversionError, match="not a whole number"):
+        erp_to_crm(INT, CI, 1.5)
+    with pytest.raises(ConversionError, match="lose the fraction"):
+        erp_to_crm(D, CI, 2.0)
+
+
+def test_crm_to_erp_checkbox():
+    assert crm_to_erp(C, CB, True) is True
+    assert crm_to_erp(C, CB, False) is False
+    assert crm_to_erp(C, CB, None) is False
+    with pytest.raises(ConversionError, match="not a yes/no value"):
+        crm_to_erp(C, CB, 1)  # a checkbox is not a number
+    with pytest.raises(ConversionError):
+        crm_to_erp(T, CB, True)
+
+
+def test_crm_to_erp_numbers():
+    assert crm_to_erp(INT, CI, 250) == 250
+    assert crm_to_erp(INT, CI, None) is None
+    assert crm_to_erp(INT, CDEC, 3.0) == 3 and type(crm_to_erp(INT, CDEC, 3.0)) is int
+    assert crm_to_erp(D, CDEC, 1250.5) == 1250.5
+    assert crm_to_erp(D, CDEC, 7) == 7.0 and type(crm_to_erp(D, CDEC, 7)) is float
+    with pytest.raises(ConversionError, match="1.5 is not a whole number, and the ERP field holds only whole"):
+        crm_to_erp(INT, CDEC, 1.5)
+    with pytest.raises(ConversionError, match="out of range"):
+        crm_to_erp(INT, CI, MAX_I + 1)
+    with pytest.raises(ConversionError, match="out of range"):
+        crm_to_erp(D, CDEC, -2e15)
+    with pytest.raises(ConversionError, match="not a finite number"):
+        crm_to_erp(D, CDEC, float("nan"))
+    with pytest.raises(ConversionError, match="not a finite number"):
+        crm_to_erp(INT, CDEC, float("-inf"))
+    with pytest.raises(ConversionError, match="not a number"):
+        crm_to_erp(INT, CI, True)
+    with pytest.raises(ConversionError, match="not a number"):
+        crm_to_erp(D, CDEC, "12")
+    with pytest.raises(ConversionError, match="not a whole number"):
+        crm_to_erp(INT, CI, 2.0)
+    with pytest.raises(ConversionError, match="lose the fraction"):
+        crm_to_erp(D, CI, 2)
+
+
+def test_to_crm_precision_checkbox_and_numbers():
+    # a blank ERP checkbox is an unticked CRM one: they compare equal, no change is seen
+    assert to_crm_precision(C, CB, None) is False
+    assert to_crm_precision(C, CB, "on") is True
+    assert to_crm_precision(INT, CDEC, 7) == 7 and type(to_crm_precision(INT, CDEC, 7)) is int
+    assert to_crm_precision(D, CDEC, 1.25) == 1.25
+    # beyond what the CRM holds: returned normalized, unchanged (the write reports the error)
+    assert to_crm_precision(INT, CI, 2**40) == 2**40
+    assert to_crm_precision(C, CB, None) == crm_to_erp(C, CB, False)
+
+
+@given(value=st.booleans() | st.none())
+def test_round_trip_checkbox(value):
+    crm = erp_to_crm(C, CB, value)
+    assert crm is bool(value)
+    assert erp_to_crm(C, CB, crm_to_erp(C, CB, crm)) is crm
+
+
+@given(number=CRM_INTS | st.none())
+def test_round_trip_crm_integer(number):
+    assert erp_to_crm(INT, CI, crm_to_erp(INT, CI, number)) == number
+
+
+@given(number=CRM_DECIMALS | st.none())
+def test_round_trip_crm_decimal_via_double(number):
+    back = erp_to_crm(D, CDEC, crm_to_erp(D, CDEC, number))
+    assert back == number and (number is None or type(back) is float)
+
+
+@given(number=CRM_DECIMALS | st.none())
+def test_round_trip_crm_decimal_via_integer(number):
+    if number is not None and not number.is_integer():
+        with pytest.raises(ConversionError, match="not a whole number"):
+            crm_to_erp(INT, CDEC, number)
+        return
+    assert erp_to_crm(INT, CDEC, crm_to_erp(INT, CDEC, number)) == number
+
+
+@given(pair=st.sampled_from(sorted(COMPATIBLE)), data=st.data())
+def test_every_compatible_pair_round_trips_crm_values(pair, data):
+    """CRM value -> ERP -> CRM is unchanged, for every compatible pair and every CRM value that converts."""
+    erp_type, crm_type = pair
+    strategies = {
+        CT: TEXTS, CLT: TEXTS, CD: st.dates() | st.none(), CL: st.sampled_from([1, 2, None]),
+        CB: st.booleans(), CI: CRM_INTS | st.none(), CDEC: CRM_DECIMALS | st.none(),
+    }
+    crm_value = data.draw(strategies[crm_type])
+    list_map = {"NO": 1, "SE": 2}
+    try:
+        erp_value = crm_to_erp(erp_type, crm_type, crm_value, invert_list_map(list_map))
+    except ConversionError:
+        return  # e.g. 'abc' into an ERP Integer, 1.5 into an ERP Integer: refused, never changed
+    back = erp_to_crm(erp_type, crm_type, erp_value, list_map)
+    if crm_type in (CT, CLT) and erp_type in (INT, D):
+        # a number typed as text comes back in its canonical form ('007' -> '7'), and stays there
+        assert erp_to_crm(erp_type, crm_type, crm_to_erp(erp_type, crm_type, back)) == back
+    elif crm_type in (CT, CLT):
+        assert back == (crm_value or "")
+    else:
+        assert back == crm_value and type(back) is type(crm_value)
 
 
 # ---------------------------------------------------------------------------------------- list helpers

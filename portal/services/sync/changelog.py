@@ -9,7 +9,7 @@ from portal.services.sync.context import RunContext, plural
 from portal.services.sync.fieldmap import MappedField
 from portal.services.sync.outcomes import ChangeLine, ConflictLine, RecordDetail
 from portal.services.sync.plan import PARENT_KEY, PLAIN_DISPLAY_TYPES, BatchItem, TypePlan
-from portal.services.values import display
+from portal.services.values import display, number_text
 
 CHANGE_DEFAULTS = {"link_id": None, "erp_actor_type": "", "erp_key": "", "erp_field_key": "", "crm_field_key": "",
                     "old_value": None, "new_value": None, "conflict": False, "other_value": None, "rule": ""}
@@ -22,6 +22,13 @@ def crm_text(ctx: RunContext, f: MappedField, value: object) -> str:
         return ctx.list_names.get(value, f"#{value}")
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, bool):  # a CRM checkbox
+        return "Yes" if value else "No"
+    if isinstance(value, int | float):  # a CRM whole or decimal number: no needless zeros
+        try:
+            return number_text(value)
+        except ValueError:
+            return str(value)
     return str(value)
 
 
