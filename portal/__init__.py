@@ -51,6 +51,7 @@ def create_app(overrides: dict | None = None, environ: dict | None = None) -> Fl
 
     from portal import demo_erp, errors, htmx, templating
     from portal.admin import bp as admin_bp
+    from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.crm import bp as crm_bp
     from portal.erp_tab import bp as erp_tab_bp
@@ -59,6 +60,9 @@ def create_app(overrides: dict | None = None, environ: dict | None = None) -> Fl
     app.register_blueprint(crm_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(erp_tab_bp)
+    # The automation API reads no cookie (Bearer tokens only, portal/api/auth.py), so CSRF does not apply to it
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)
     # the Demo ERP's pages (admins only) exist only while the demo is on
     app.jinja_env.globals["demo_erp_enabled"] = demo_erp.enabled(app)
     if demo_erp.enabled(app):

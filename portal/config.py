@@ -84,6 +84,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "PORTAL_RATELIMIT_LOGIN_ADDRESS": ("30/minute", "sign-in attempts per client address, whatever the account"),
     "PORTAL_RATELIMIT_ERP_SEARCH": ("60/minute", "ERP searches (Connect dialog, simple and advanced) per user"),
     "PORTAL_RATELIMIT_TEST_CONNECTION": ("10/minute", "ERP connection tests per admin"),
+    "PORTAL_RATELIMIT_API": ("120/minute", "automation API requests per token"),
     "PORTAL_LOG_LEVEL": ("INFO", "logging level of the portal's own loggers"),
     "PORTAL_DEMO_ERP_DB": (None, "path of the Demo ERP's SQLite database; default instance/demo_erp.db"),
 }
@@ -219,6 +220,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "LIMIT_LOGIN": env_rate("PORTAL_RATELIMIT_LOGIN", get("PORTAL_RATELIMIT_LOGIN")),
         "LIMIT_LOGIN_ADDRESS": env_rate("PORTAL_RATELIMIT_LOGIN_ADDRESS", get("PORTAL_RATELIMIT_LOGIN_ADDRESS")),
         "LIMIT_ERP_SEARCH": env_rate("PORTAL_RATELIMIT_ERP_SEARCH", get("PORTAL_RATELIMIT_ERP_SEARCH")),
+        "LIMIT_API": env_rate("PORTAL_RATELIMIT_API", get("PORTAL_RATELIMIT_API")),
         "LIMIT_TEST_CONNECTION": env_rate("PORTAL_RATELIMIT_TEST_CONNECTION",
                                           get("PORTAL_RATELIMIT_TEST_CONNECTION")),
         "LOG_LEVEL": get("PORTAL_LOG_LEVEL"),

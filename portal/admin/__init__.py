@@ -33,6 +33,7 @@ from portal.admin import (  # noqa: E402,F401
     routes_connections,
     routes_connectors,
     routes_import,
+    routes_import_undo,
     routes_issues,
     routes_lists,
     routes_mappings,

@@ -96,3 +96,9 @@ def list_defaults_from_form(form: MultiDict) -> dict[str, int]:
         if key.startswith("default-") and value.strip().isdigit():
             result[key[len("default-"):]] = int(value)
     return result
+
+
+class UndoForm(FlaskForm):
+    """Confirm the undo of an import run: the preview's list travels signed, so only what was shown is removed."""
+
+    previewed = HiddenField()

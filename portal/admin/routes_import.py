@@ -12,7 +12,7 @@ Steps (breadcrumb): connection and actor type → search → settings → previe
 Endpoints: ``admin.import_index`` (/settings/import), ``admin.import_start`` (?connection_id=…, the Sync tab's
 "Import from ERP" link), ``admin.import_actor_types``, ``admin.import_search``, ``admin.import_settings``,
 ``admin.import_preview``, ``admin.import_run``, ``admin.import_run_detail``, ``admin.import_run_progress``,
-``admin.import_run_records``, ``admin.import_rerun``.
+``admin.import_run_records``, ``admin.import_rerun``; the undo of a run is in routes_import_undo.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from portal.connectors.client import ConnectorError
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
 from portal.models import CRM_FIELDS, ActorType, CrmFieldType, CrmType, ListItem, RunKind, SyncRun
+from portal.services import import_undo
 from portal.services import importer as service
 from portal.services.importer import (
     Criterion,
@@ -463,6 +464,7 @@ def _run_context(run: SyncRun) -> dict:
     context = {"run": run, "steps": _steps("done"),
                "options": run.options or {}, "counts": run.counts or {}}
     if not run.is_active:
+        context["undo"], context["undo_refusal"] = import_undo.undo_info(run), import_undo.refusal(run)
         context["new_records"], context["new_total"] = service.run_records(run, "new", 1)
         context["updated_records"], context["updated_total"] = service.run_records(run, "updated", 1)
     return context

@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from portal.security.password_policy import MAX_LENGTH, MIN_LENGTH
@@ -34,3 +34,17 @@ class LanguageForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """CSRF only, for one-button POST actions."""
+
+
+class ApiTokenForm(FlaskForm):
+    """A personal API token of the automation API (portal/api/tokens.py checks the rules again)."""
+
+    name = StringField("Name", validators=[DataRequired("Give the token a name."), Length(max=80)],
+                       render_kw={"placeholder": "e.g. nightly resync script"})
+    scopes = SelectMultipleField("Scopes", choices=[("read", "read — connections, runs, change log"),
+                                                    ("sync", "sync — queue syncs and resyncs (admins)"),
+                                                    ("link", "link — connect and disconnect records")],
+                                 validators=[DataRequired("Choose at least one scope.")],
+                                 option_widget=widgets.CheckboxInput(), widget=widgets.ListWidget(prefix_label=False))
+    days = SelectField("Expires after", choices=[("30", "30 days"), ("90", "90 days"), ("180", "180 days"),
+                                                 ("365", "1 year")], default="90", validate_choice=True)

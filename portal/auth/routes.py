@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from portal import i18n
 from portal.auth import bp, sessions
-from portal.auth.forms import LanguageForm, LoginForm, PasswordChangeForm
+from portal.auth.forms import ApiTokenForm, EmptyForm, LanguageForm, LoginForm, PasswordChangeForm
 from portal.extensions import db
 from portal.htmx import hx_redirect, is_htmx, redirect_for, wants_partial
 from portal.models import User
@@ -24,6 +24,17 @@ from portal.security import limits
 from portal.services import audit, multilang
 from portal.services.users import UserError, change_own_password, end_sessions
 from portal.web import apply_form_errors, audit_ctx
+
+
+def token_context(form=None, secret: str | None = None, made=None) -> dict:
+    """What the account page's API tokens section shows (templates/auth/_api_tokens.html)."""
+    from portal.api import tokens
+
+    user = g.get("user")
+    may = tokens.may_hold_tokens(user)
+    return {"token_form": form or (ApiTokenForm(formdata=None) if may else None), "token_action_form": EmptyForm(),
+            "api_tokens": tokens.of_user(user) if user is not None else [], "may_hold_tokens": may,
+            "new_secret": secret, "new_token": made}
 
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
 # A constant-time-ish answer for unknown e-mails: check against a real hash so timing does not tell.
@@ -41,6 +52,11 @@ def _safe_next(target: str | None) -> str | None:
 
 @bp.before_app_request
 def load_user():
+    if request.blueprint == "api":
+        # The automation API never reads the session cookie: its own hook signs the token's user in
+        # (portal/api/auth.py), and a browser's session gets a 401 there, not a redirect.
+        g.user = None
+        return None
     user_id = session.get("user_id")
     user = db.session.get(User, user_id) if user_id else None
     ended = user_id is not None and not sessions.valid(user)
@@ -149,6 +165,7 @@ def _render_account(password_form: PasswordChangeForm | None = None, status: int
         "signed_in_at": _timestamp(login_at),
         "session_ends_at": _timestamp(sessions.ends_at(int(login_at)) if login_at else None),
         "max_hours": sessions.max_age() // 3600,
+        **token_context(**(g.pop("token_override", None) or {})),
     }
     if wants_partial() and request.method == "POST":
         partial = "auth/_language_form.html" if language_form is not None else "auth/_password_form.html"
@@ -204,3 +221,6 @@ def sign_out_everywhere():
     sessions.stamp(g.user)
     flash("You were signed out in every other browser and device.", "success")
     return redirect_for(url_for("auth.account"))
+
+
+from portal.auth import routes_tokens  # noqa: E402,F401

@@ -1,6 +1,7 @@
 """All models, re-exported so ``from portal.models import Company`` works everywhere."""
 
 from portal.models.alerts import AlertChannel, AlertRule, AlertState
+from portal.models.api_tokens import API_SCOPES, ApiToken
 from portal.models.audit import AuditEvent
 from portal.models.crm import (
     CRM_FIELDS,
@@ -46,7 +47,7 @@ from portal.models.sync import (
 from portal.models.users import Role, User, UserGroup
 
 __all__ = [
-    "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "AlertChannel", "AlertRule", "AlertState", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
+    "API_SCOPES", "ApiToken", "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "AlertChannel", "AlertRule", "AlertState", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
     "ZERO_GUID", "ActorType", "ActorTypeConfig", "AuditEvent", "Company", "ConflictPolicy", "Connection",
     "ConnectionAccess", "Connector", "Contact", "CrmField", "CrmFieldType", "CrmList", "CrmType", "ErpField",
     "FieldAccess", "FieldType", "Link", "LinkStatus", "ListItem", "ListItemMapping", "Project", "Role",

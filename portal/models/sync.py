@@ -49,6 +49,9 @@ class Link(TimestampMixin, db.Model):
     retry_at: Mapped[datetime | None] = mapped_column(index=True)
     failures: Mapped[int] = mapped_column(default=0)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # The import run that made this link (issue #18, undo of an import): stamped when an import creates or
+    # re-points the link (portal.services.import_undo). Not a foreign key, like SyncChange.link_id.
+    import_run_id: Mapped[int | None] = mapped_column(index=True)
     # Not indexed (unlike TimestampMixin's): nothing looks links up by it, and the engine rewrites it for every
     # link it syncs.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)

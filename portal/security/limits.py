@@ -12,6 +12,9 @@ The limits are read from the config on every request, so each app (and each test
                                                    advanced search together (each one is a call to the ERP)
 ``LIMIT_TEST_CONNECTION`` 10/minute per user       ``PORTAL_RATELIMIT_TEST_CONNECTION``: Test on the connection row
                                                    and in the connection form together
+``LIMIT_API``          120/minute per API token    every request to /api/v1/ with a valid token (portal/api/), counted
+                                                   after the token is checked (``PORTAL_RATELIMIT_API`` once
+                                                   portal/config.py reads it; until then the default)
 =====================  ==========================  =================================================================
 
 A refused request answers **429** with ``Retry-After`` (seconds) and a readable message: the sign-in page with the
@@ -90,7 +93,14 @@ def user_key() -> str:
     return f"user-{user.id}" if user is not None else f"anonymous@{client_address()}"
 
 
-def _rate(name: str):
+def api_token_key() -> str:
+    token = g.get("api_token")
+    return f"token-{token.id}" if token is not None else f"anonymous@{client_address()}"
+
+
+def _rate(name: str, default: str | None = None):
+    if default is not None:
+        return lambda: current_app.config.get(name) or default
     return lambda: current_app.config[name]
 
 
@@ -109,6 +119,11 @@ erp_search = limiter.shared_limit(_rate("LIMIT_ERP_SEARCH"), scope="erp-search",
                                   error_message="Too many ERP searches.")
 test_connection = limiter.shared_limit(_rate("LIMIT_TEST_CONNECTION"), scope="test-connection", key_func=user_key,
                                        methods=["POST"], error_message="Too many connection tests.")
+
+# The automation API, per token (portal/api/auth.py counts it once the token is known).
+API_DEFAULT = "120/minute"
+api_per_token = limiter.shared_limit(_rate("LIMIT_API", API_DEFAULT), scope="api-token", key_func=api_token_key,
+                                     error_message="Too many API requests for this token.")
 
 
 def check(limit) -> None:

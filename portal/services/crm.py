@@ -23,7 +23,7 @@ from portal.database import utcnow
 from portal.extensions import db
 from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project
 from portal.security.params import bounded_int
-from portal.services import crm_rules
+from portal.services import crm_rules, search_index
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,24 @@ def _like_pattern(term: str) -> str:
 
 
 def search_statement(crm_type: str, query: str | None = "") -> Select:
-    """``SELECT`` of the records matching every term of ``query`` (each term in any searched column)."""
+    """``SELECT`` of the records matching every term of ``query`` (each term in any searched column, letters
+    folded as ``str.lower()``), answered from the search index (portal/services/search_index.py); the same
+    records as ``search_statement_scan``."""
+    crm_type = CrmType(crm_type)
+    model = CRM_MODELS[crm_type]
+    stmt = select(model)
+    if crm_type == CrmType.CONTACT:
+        stmt = stmt.outerjoin(Company, Contact.company_id == Company.id)
+    terms = search_terms(query)
+    if terms:
+        dialect = db.session.get_bind().dialect.name
+        stmt = stmt.where(search_index.condition(crm_type.value, model, terms, dialect))
+    return stmt.order_by(*ORDER[crm_type])
+
+
+def search_statement_scan(crm_type: str, query: str | None = "") -> Select:
+    """The search as a ``LIKE`` scan of every record (the rule ``search_statement`` answers from its index; kept
+    as the reference of tests/integration/test_search_index.py and bench/search_bench.py)."""
     crm_type = CrmType(crm_type)
     model = CRM_MODELS[crm_type]
     stmt = select(model)

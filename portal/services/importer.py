@@ -989,13 +989,15 @@ class Importer:
                 p.link.status, p.link.status_message = LinkStatus.OK, ""
                 p.link.last_synced_at, p.link.crm_synced_at = now, p.record.updated_at
                 p.link.last_result = "Imported from the ERP"
+                p.link.import_run_id = self.run_id  # re-pointed to the new record: undo treats it as this run's
             elif p.link is None:
                 p.link = Link(connection_id=self.connection_id, crm_type=p.crm_type, crm_id=p.record.id,
                               erp_actor_type=p.actor_type, erp_key=p.key,
                               parent_erp_key=actor.get("ParentErpKey") or None,
                               erp_last_modified=actor.get("LastModified") or None, base=base, status=LinkStatus.OK,
                               last_synced_at=now, crm_synced_at=p.record.updated_at,
-                              last_result="Imported from the ERP", created_by_id=self.user_id)
+                              last_result="Imported from the ERP", created_by_id=self.user_id,
+                              import_run_id=self.run_id)  # what undo of this run may remove (import_undo)
                 db.session.add(p.link)
             else:
                 link = p.link

@@ -91,9 +91,23 @@ def update_user(user: User, *, email: str, name: str, role: str, is_active: bool
     if ends_sessions:
         user.end_sessions()
         after["sessions"] = "ended"
+    if not is_active and _revoke_api_tokens(user):
+        after["api_tokens"] = "revoked"  # reactivating the user does not bring them back
     audit.record("user.update", user, before=before, after=after, actor=actor, **ctx)
     db.session.commit()
     return user
+
+
+def _revoke_api_tokens(user: User) -> int:
+    from portal.database import utcnow
+    from portal.models import ApiToken
+
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)))
+    now = utcnow()
+    count = 0
+    for token in tokens:
+        token.revoked_at, count = now, count + 1
+    return count
 
 
 def set_erp_licence(user: User, licensed: bool, actor=None, **ctx) -> User:

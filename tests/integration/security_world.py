@@ -95,6 +95,7 @@ class World:
             "item_id": self.list_item, "list_name": CrmList.COUNTRY.value, "entry_id": self.connection,
             "direction": "up", "connector_id": self._connector_id(), "kind": "customers", "erp_key": "C10001",
             "filename": "css/app.css", "rule_id": self.alert_rule,
+            "rest": "no-such-endpoint", "token_id": 1,  # the API's JSON 404 for any other path under /api/v1/
         }
         missing = rule.arguments - table.keys()
         assert not missing, f"{rule.rule}: no world value for {sorted(missing)} (add it to security_world.World)"
@@ -168,7 +169,8 @@ def build(fake) -> World:
                  import_run=import_run.id, alert_rule=alert_rule.id,
                  extra_query={"erp_tab.compare": {"erp_key": free_key},
                               "erp_tab.create_form": {"nonce": nonce, "proof": proof},
-                              "admin.default_new": {"field_id": fields["name"]}})
+                              "admin.default_new": {"field_id": fields["name"]},
+                              "api.record_unlink": {"connection_id": connection_id}})
 
 
 def signed_in_client(app, world: World, role: str):

@@ -17,19 +17,24 @@ Rules (what the role must hold, see ``security_world.CAPABILITIES``):
 ``can-create``   in scope with *can connect* and *can create in ERP*
 ``admin``        an admin
 ``demo-admin``   an admin, and only registered while the demo is on (PORTAL_DEMO_DATA; off → 404)
+``token``        the automation API (/api/v1/): a browser session is never enough (401 for every role); with a
+                 bearer token the endpoint needs ``API_RULES[endpoint]`` (test_api_token_matrix)
+``not-found``    the API's JSON 404 for any other path under /api/v1/ (with or without a token)
 """
 
 from __future__ import annotations
 
 import pytest
 
+from portal.extensions import db
 from tests.integration import security_world
 from tests.integration.security_world import CAPABILITIES, ROLES
 
 pytestmark = pytest.mark.db
 
 NEEDS = {"public": None, "login": "login", "licensed": "licensed", "in-scope": "in_scope",
-         "can-connect": "can_connect", "can-create": "can_create", "admin": "admin", "demo-admin": "admin"}
+         "can-connect": "can_connect", "can-create": "can_create", "admin": "admin", "demo-admin": "admin",
+         "token": "bearer-token", "not-found": None}  # no persona holds a bearer token through a cookie
 
 RULES: dict[str, str] = {
     # sign-in and static files
@@ -39,6 +44,8 @@ RULES: dict[str, str] = {
     "auth.account": "login",
     "auth.change_password": "login",
     "auth.sign_out_everywhere": "login",
+    "auth.token_create": "licensed",  # or admin (every admin persona is licensed here)
+    "auth.token_revoke": "login",  # one's own tokens only; another's id changes nothing
     # the CRM
     "crm.home": "login",
     "crm.company_list": "login",
@@ -79,6 +86,17 @@ RULES: dict[str, str] = {
     "demo_erp.actor_edit": "demo-admin",
     "demo_erp.actor_touch": "demo-admin",
     "demo_erp.actor_delete": "demo-admin",
+    # the automation API: bearer tokens only (API_RULES below); its OpenAPI document is public
+    "api.openapi": "public",
+    "api.connections": "token",
+    "api.connection_sync": "token",
+    "api.connection_resync": "token",
+    "api.record_link": "token",
+    "api.record_unlink": "token",
+    "api.run_list": "token",
+    "api.run": "token",
+    "api.changes": "token",
+    "api.not_found": "not-found",
     # Settings
     "admin.index": "admin",
     "admin.sync": "admin",
@@ -150,6 +168,8 @@ RULES: dict[str, str] = {
     "admin.import_run_progress": "admin",
     "admin.import_run_records": "admin",
     "admin.import_rerun": "admin",
+    "admin.import_undo_preview": "admin",
+    "admin.import_undo": "admin",
     "admin.lists": "admin",
     "admin.list_item_add": "admin",
     "admin.list_item_row": "admin",
@@ -167,6 +187,18 @@ RULES: dict[str, str] = {
     "admin.group_create": "admin",
     "admin.group_edit": "admin",
     "admin.group_delete": "admin",
+}
+
+# What a bearer token's user must hold (the token has every scope), in the words of RULES.
+API_RULES: dict[str, str] = {
+    "api.connections": "licensed",
+    "api.connection_sync": "admin",
+    "api.connection_resync": "admin",
+    "api.record_link": "can-connect",
+    "api.record_unlink": "can-connect",
+    "api.run_list": "admin",
+    "api.run": "admin",
+    "api.changes": "admin",
 }
 
 # Statuses that mean a let-through cell did not really test the endpoint: the URL was wrong (a 400 with
@@ -233,9 +265,13 @@ def test_authorization_matrix(app, fake, role):
             url = world.url(rule)
         response = client.open(url, method=method, htmx=True)
         status = response.status_code
+        if RULES[rule.endpoint] == "not-found":
+            if status != 404 or not response.is_json:
+                wrong.append(f"{method} {url}: {status}, expected a JSON 404")
+            continue
         want = expected(rule.endpoint, role)
         if want == "refused":
-            denied = 401 if role == "anonymous" else 403
+            denied = 401 if role == "anonymous" or RULES[rule.endpoint] == "token" else 403
             if status != denied:
                 wrong.append(f"{method} {url} ({RULES[rule.endpoint]}): {status}, expected {denied}")
         elif status >= 500 or status in (401, 403) or status in NOT_A_TEST or is_csrf_refusal(response):
@@ -249,12 +285,55 @@ def test_anonymous_plain_requests_are_sent_to_the_login_page(app, fake):
         world = security_world.build(fake)
     client = security_world.signed_in_client(app, world, "anonymous")
     for rule, method in cells(app):
-        if RULES[rule.endpoint] == "public":
+        if RULES[rule.endpoint] in ("public", "token", "not-found"):  # the API answers JSON 401, never a redirect
             continue
         with app.app_context():
             url = world.url(rule)
         response = client.open(url, method=method)
         assert response.status_code == 302 and "/login" in response.headers["Location"], (method, url)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_token_matrix(app, fake, role):
+    """The API swept with a bearer token of every persona (all scopes): refused is 401 without a token, 403 when
+    the user's rights do not allow; let through is anything else below 500."""
+    from portal.api import tokens
+    from portal.models import User
+
+    assert {e for e, r in RULES.items() if r == "token"} == API_RULES.keys()
+    with app.app_context():
+        world = security_world.build(fake)
+        secret = None
+        if role != "anonymous":
+            user = db.session.get(User, world.users[role])
+            licence = user.erp_licence
+            user.erp_licence = True  # minted even for the unlicensed persona: each request must refuse it
+            _token, secret = tokens.create(user, "matrix", ["read", "sync", "link"])
+            user.erp_licence = licence
+            db.session.commit()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    bodies = {"api.record_link": {"connection_id": world.connection, "erp_key": world.free_erp_key,
+                                  "actor_type": "Customer"}}
+    api_cells = sorted(((rule, method) for rule, method in cells(app) if rule.endpoint in API_RULES),
+                       key=lambda cell: (cell[0].endpoint == "api.record_unlink", cell[0].endpoint, cell[1]))
+    wrong = []
+    for rule, method in api_cells:
+        with app.app_context():
+            url = world.url(rule)
+        response = client.open(url, method=method, headers=headers, json=bodies.get(rule.endpoint))
+        status = response.status_code
+        need = NEEDS[API_RULES[rule.endpoint]]
+        if role == "anonymous":
+            if status != 401:
+                wrong.append(f"{method} {url}: {status}, expected 401")
+        elif need not in CAPABILITIES[role]:
+            if status != 403:
+                wrong.append(f"{method} {url} ({API_RULES[rule.endpoint]}): {status}, expected 403")
+        elif status >= 500 or status in (401, 403) or status in NOT_A_TEST:
+            wrong.append(f"{method} {url} ({API_RULES[rule.endpoint]}): {status}, expected it let through")
+        assert status == 204 or response.is_json, (method, url)
+    assert not wrong, f"{role}: {len(wrong)} wrong cells\n" + "\n".join(wrong)
 
 
 def test_demo_routes_are_not_registered_when_the_demo_is_off(app_config):

@@ -301,6 +301,19 @@ def test_resync_from_crm_overwrites_the_erp_one_way_ignoring_timestamps(ctx, fak
     assert s.run(cid).counts.get("to_crm", 0) == 0  # the next normal sync agrees
 
 
+def test_a_resync_of_given_links_touches_only_those_records(ctx, fake):
+    """ForceResync of chosen records (the API's record resync): the run's option ``link_ids`` limits it."""
+    cid = s.make_connection(fake)
+    chosen_id, chosen_key, chosen_link = s.link_company(fake, cid, name="Acme AS", phone="1")
+    other_id, other_key, _other_link = s.link_company(fake, cid, name="Beta AS", phone="2")
+    fake.update_actor("Customer", chosen_key, {"phone": "9"})
+    fake.update_actor("Customer", other_key, {"phone": "8"})
+    outcome = s.run(cid, RunKind.RESYNC_FROM_CRM, link_ids=[chosen_link])
+    assert outcome.status == RunStatus.SUCCEEDED and outcome.counts["records"] == 1
+    assert _erp(fake, chosen_key)["phone"] == "1"  # resynced from the CRM
+    assert _erp(fake, other_key)["phone"] == "8"  # not part of the run
+
+
 def test_resync_from_crm_without_blank_values(ctx, fake):
     cid = s.make_connection(fake)
     company_id, key, _ = s.link_company(fake, cid, name="Acme AS", phone="1", email="a@acme.example")

@@ -259,6 +259,9 @@ def _resync_type(ctx: RunContext, plan: TypePlan, mode: str) -> None:
             moment = None
         if moment is not None:
             stmt = stmt.where(model.updated_at >= moment)
+    link_ids = ctx.options.get("link_ids")  # a resync of given records (the API's ForceResync), not all of them
+    if isinstance(link_ids, list):
+        stmt = stmt.where(Link.id.in_([int(i) for i in link_ids if isinstance(i, int) or str(i).isdigit()]))
     ctx.total += core_connection().scalar(select(func.count()).select_from(stmt.subquery())) or 0
     last_id = 0
     while True:
