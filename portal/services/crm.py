@@ -133,8 +133,9 @@ LIST_OPTIONS = {
 
 
 def search_terms(query: str | None) -> list[str]:
-    """The search words of ``query`` (trimmed, capped in length and number)."""
-    return (query or "").strip()[:MAX_QUERY_LENGTH].split()[:MAX_TERMS]
+    """The search words of ``query`` (trimmed, capped in length and number). NUL is dropped: no CRM text can hold
+    one (crm_rules), SQLite's LIKE ends a pattern at it, and FTS5 refuses it ("unterminated string")."""
+    return (query or "").replace("\x00", "").strip()[:MAX_QUERY_LENGTH].split()[:MAX_TERMS]
 
 
 def _like_pattern(term: str) -> str:

@@ -154,6 +154,10 @@ def test_folding_and_special_characters(app, app_ctx):
     assert found(CrmType.CONTACT, "kari") == {contact.id}
     for query in ("østfold", "a", "s a", "100%", "ZZZ"):
         _same(query)
+    # a NUL in the query (hypothesis found it: FTS5 answered "unterminated string") is dropped, as no CRM text holds one
+    for query in ("\x00", "00\x00", "kari\x00", "\x00 kari"):
+        _same(query)
+    assert found(CrmType.CONTACT, "ka\x00ri") == {contact.id}
 
 
 @pytest.mark.skipif("not __import__('os').environ.get('PORTAL_TEST_DATABASE_URL', '').startswith('postgresql')")

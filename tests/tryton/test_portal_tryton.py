@@ -39,6 +39,8 @@ pytestmark = pytest.mark.tryton
 COMPANY_MAP = {"NAME": "name", "EMAIL": "email", "PHONE": "phone", "POSTALCITY": "postal_city"}
 PERSON_MAP = {"FIRSTNAME": "first_name", "LASTNAME": "last_name", "EMAIL": "email"}
 SHOWN = {"NAME", "POSTALCITY", "FIRSTNAME", "LASTNAME", "EMAIL"}  # Show in search / Show in ERP tab
+# an ERP key in search results: the cell after the action cell (Select, or "Linked to …")
+KEY_CELL = r"</(?:button|small)>\s*</td>\s*<td>(\d+)</td>"
 
 
 # ------------------------------------------------------------------------------------------ helpers: HTTP
@@ -325,7 +327,7 @@ def test_link_an_existing_tryton_customer_through_the_erp_tab(app, user_client, 
     found = user_client.get(erp_url("company", company, portal.id, "/connect/Customer/search"),
                             query_string={"q": name}, htmx=True)
     assert found.status_code == 200
-    assert re.findall(r"<tr>\s*<td>(\d+)</td>", text(found)) == [str(party)]
+    assert re.findall(KEY_CELL, text(found)) == [str(party)]
     # compare: e-mail and city differ; keep Tryton's e-mail and the CRM's city
     compared, linked = connect_customer(user_client, portal, company, str(party),
                                         {"EMAIL": "erp", "POSTALCITY": "crm"})
@@ -350,15 +352,31 @@ def test_link_an_existing_tryton_customer_through_the_erp_tab(app, user_client, 
     assert name in values and "Stavanger" in values
 
 
+
+
+def _proof_in(html: str) -> str:
+    """The search proof the results' Create button carries (Create needs a search of the record first)."""
+    found = re.search(r"[?&;]proof=([A-Za-z0-9_.-]+)", html)
+    assert found, "the search offered no Create"
+    return found.group(1)
+
+
+def search_proof(client, crm_type: str, record_id: int, connection_id: int, actor_type: str, nonce: str) -> str:
+    response = client.get(erp_url(crm_type, record_id, connection_id, f"/connect/{actor_type}/search"),
+                          query_string={"q": "", "nonce": nonce}, htmx=True)
+    return _proof_in(text(response))
+
+
 def test_create_a_customer_and_its_contacts_from_the_crm(app, user_client, tryton, portal, unique):
     name = unique("Nordlys Energi AS")
     company = add_record(app, Company, name=name, email="post@nordlys.example", phone="+47 77 60 00 00",
                          postal_city="Tromsø")
+    proof = search_proof(user_client, "company", company, portal.id, "Customer", "n" * 24)
     form = user_client.get(erp_url("company", company, portal.id, "/create/Customer"),
-                           query_string={"nonce": "n" * 24}, htmx=True)
+                           query_string={"nonce": "n" * 24, "proof": proof}, htmx=True)
     assert form.status_code == 200 and name in text(form)
-    created = user_client.post(erp_url("company", company, portal.id, "/create/Customer"), data={"nonce": "n" * 24},
-                               htmx=True)
+    created = user_client.post(erp_url("company", company, portal.id, "/create/Customer"),
+                               data={"nonce": "n" * 24, "proof": proof}, htmx=True)
     assert created.status_code == 200, text(created)
     link = link_of(app, "company", company)
     assert link is not None and link.erp_actor_type == "Customer"
@@ -368,19 +386,19 @@ def test_create_a_customer_and_its_contacts_from_the_crm(app, user_client, tryto
     assert (stored["email"], stored["phone"], stored["city"]) == ("post@nordlys.example", "+47 77 60 00 00",
                                                                   "Tromsø")
     # submitting the same dialog again answers the link that is there (no second party)
-    again = user_client.post(erp_url("company", company, portal.id, "/create/Customer"), data={"nonce": "n" * 24},
-                             htmx=True)
+    again = user_client.post(erp_url("company", company, portal.id, "/create/Customer"),
+                             data={"nonce": "n" * 24, "proof": proof}, htmx=True)
     assert again.status_code == 200 and "Already connected" in again.headers["HX-Trigger"]
     assert tryton.rpc.search("party.party", [["name", "=", name]]) == [party]
 
     # a contact: no person under the new customer yet (SearchActorByParent) → create one in Tryton
     kari = add_record(app, Contact, company_id=company, first_name="Kari", last_name="Nordlie",
                       email="kari@nordlys.example")
-    search = user_client.get(erp_url("contact", kari, portal.id, "/connect/Person/search"), query_string={"q": ""},
-                             htmx=True)
+    search = user_client.get(erp_url("contact", kari, portal.id, "/connect/Person/search"),
+                             query_string={"q": "", "nonce": "k" * 24}, htmx=True)
     assert search.status_code == 200 and "No Person in Tryton ERP matches" in text(search)
-    made = user_client.post(erp_url("contact", kari, portal.id, "/create/Person"), data={"nonce": "k" * 24},
-                            htmx=True)
+    made = user_client.post(erp_url("contact", kari, portal.id, "/create/Person"),
+                            data={"nonce": "k" * 24, "proof": _proof_in(text(search))}, htmx=True)
     assert made.status_code == 200, text(made)
     kari_party = int(link_of(app, "contact", kari).erp_key)
     stored = tryton_party(tryton, kari_party)
@@ -394,7 +412,7 @@ def test_create_a_customer_and_its_contacts_from_the_crm(app, user_client, tryto
                      email="ola@nordlys.example")
     search = text(user_client.get(erp_url("contact", ola, portal.id, "/connect/Person/search"),
                                   query_string={"q": "Svensson"}, htmx=True))
-    assert re.findall(r"<tr>\s*<td>(\d+)</td>", search) == [str(ola_party)]
+    assert re.findall(KEY_CELL, search) == [str(ola_party)]
     compared = user_client.get(erp_url("contact", ola, portal.id, "/connect/Person/compare"),
                                query_string={"erp_key": str(ola_party)}, htmx=True)
     data = {**form_of(text(compared)), f"pick_{portal.fields[('Person', 'EMAIL')]}": "crm"}
@@ -406,7 +424,7 @@ def test_create_a_customer_and_its_contacts_from_the_crm(app, user_client, tryto
     stranger = tryton_person(tryton, "Sven Svensson", other)
     search = text(user_client.get(erp_url("contact", ola, portal.id, "/connect/Person/search"),
                                   query_string={"q": "Svensson"}, htmx=True))
-    assert str(stranger) not in re.findall(r"<tr>\s*<td>(\d+)</td>", search)
+    assert str(stranger) not in re.findall(KEY_CELL, search)
 
     # the contact edited in the CRM; "Sync now" on its ERP tab writes it to Tryton at once
     edit_contact(user_client, kari, email="kari.nordlie@nordlys.example")
