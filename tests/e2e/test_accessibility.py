@@ -11,8 +11,8 @@ from sqlalchemy import select
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.conftest import PASSWORD  # noqa: E402
 from tests.e2e.a11y import axe_violations, layout_problems  # noqa: E402
+from tests.e2e.conftest import ADMIN_EMAIL  # noqa: E402
 from tests.e2e.worlds import sync_issue_world  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def _check(page, where: str, problems: dict, *, layout: bool) -> None:
 
 
 @pytest.mark.parametrize("size", sorted(WIDTHS))
-def test_main_pages_have_no_serious_accessibility_or_layout_problems(browser, live_server, size):
+def test_main_pages_have_no_serious_accessibility_or_layout_problems(browser, live_server, sign_in, size):
     width, height = WIDTHS[size]
     world = sync_issue_world(live_server.app)
     ids = _ids(live_server.app, world)
@@ -70,10 +70,7 @@ def test_main_pages_have_no_serious_accessibility_or_layout_problems(browser, li
 
     page.goto(f"{url}/login")
     _check(page, "/login", problems, layout=phone)
-    page.get_by_label("E-mail").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "/login" not in u)
+    sign_in(page, ADMIN_EMAIL)
 
     for path in _pages(ids):
         response = page.goto(f"{url}{path}")

@@ -15,7 +15,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Company, Connection, Connector, Link, User
+from portal.models import Company, Connection, Link, User
+from tests.e2e.worlds import save_demo_connection
 
 ERP_PHONE = "+47 55 00 11 22"
 ERP_EMAIL = "accounts@nordlys-shipping.example"
@@ -32,18 +33,6 @@ PERSON_MAP = {
     "LASTNAME": ("last_name", True, True, True, 2),
     "EMAIL": ("email", True, True, False, 3),
 }
-
-
-def _save_connection(connector: Connector, name: str, scope) -> int:
-    from portal.services import connections
-
-    values = {"CompanyDb": "DEMO", "ApiUser": None, "ApiPassword": None, "Currency": "EUR",
-              "SimulateOffline": False}
-    connection = connections.save_connection(
-        None, connector=connector, name=name, description="", values=values,
-        fields=connections.config_fields(connector), scope=scope, conflict_policy="priority",
-        test_token_value=connections.test_token(connector.id, values))
-    return connection.id
 
 
 def _map(connection: Connection, actor_type: str, mapping: dict, active: bool = True, **options) -> None:
@@ -68,12 +57,10 @@ def demo(live_server, make_portal_user):
     bob = make_portal_user("bob@example.com", name="Bob User")
     make_portal_user("carol@example.com", licence=False, name="Carol Outsider")
     with app.app_context():
-        connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
-        everyone = _save_connection(connector, "Demo ERP", Scope(all_access=True, all_can_create=True))
+        everyone = save_demo_connection("Demo ERP", Scope(all_access=True, all_can_create=True)).id
         admin_id = db.session.scalar(select(User.id).where(User.email == "admin@example.com"))
-        finance = _save_connection(connector, "Demo ERP finance",
-                                   Scope(all_access=False, all_can_create=False,
-                                         entries={("user", admin_id): "create"}))
+        finance = save_demo_connection("Demo ERP finance", Scope(all_access=False, all_can_create=False,
+                                                                 entries={("user", admin_id): "create"})).id
         for connection_id in (everyone, finance):
             connection = db.session.get(Connection, connection_id)
             _map(connection, "Customer", CUSTOMER_MAP,

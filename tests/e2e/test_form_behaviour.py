@@ -17,6 +17,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
+from tests.e2e.worlds import save_demo_connection
+
 pytestmark = pytest.mark.e2e
 
 CUSTOMER_FIELDS = {"NAME": "name", "PHONE": "phone", "EMAIL": "email"}
@@ -26,18 +28,10 @@ PERSON_FIELDS = {"FIRSTNAME": "first_name", "LASTNAME": "last_name", "EMAIL": "e
 def _active_demo_connection(live_server) -> int:
     """An active "Demo ERP" connection: Customer → company and Person → contact mapped both ways."""
     from portal.extensions import db
-    from portal.models import Connector
-    from portal.services import connections
     from portal.services.sync_settings import ensure_in_priority
 
     with live_server.app.app_context():
-        connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
-        values = {"CompanyDb": "DEMO", "ApiUser": None, "ApiPassword": None, "Currency": "EUR",
-                  "SimulateOffline": False}
-        connection = connections.save_connection(
-            None, connector=connector, name="Demo ERP", description="", values=values,
-            fields=connections.config_fields(connector), scope=connections.Scope(), conflict_policy="priority",
-            test_token_value=connections.test_token(connector.id, values))
+        connection = save_demo_connection()
         for actor_type, mapping in (("Customer", CUSTOMER_FIELDS), ("Person", PERSON_FIELDS)):
             config = connection.actor_type(actor_type)
             config.is_active = True

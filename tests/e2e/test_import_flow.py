@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from portal.database import utcnow
 from portal.extensions import db
-from portal.models import Company, Connection, Connector, Contact, Link, SyncRun, SyncSettings
+from portal.models import Company, Connection, Contact, Link, SyncRun, SyncSettings
+from tests.e2e.worlds import save_demo_connection
 
 CUSTOMER_FIELDS = {"NAME": "name", "PHONE": "phone", "EMAIL": "email", "POSTALCITY": "postal_city",
                    "COUNTRY": "country_id"}
@@ -36,18 +37,11 @@ def _map(connection: Connection, actor_type: str, mapping: dict[str, str], *, ac
 @pytest.fixture
 def demo_connection(live_server) -> int:
     """An active "Demo ERP" connection: Customer → company and Person → contact mapped both ways."""
-    from portal.services import connections
     from portal.services.sync_settings import ensure_in_priority
 
     app = live_server.app
     with app.app_context():
-        connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
-        values = {"CompanyDb": "DEMO", "ApiUser": None, "ApiPassword": None, "Currency": "EUR",
-                  "SimulateOffline": False}
-        connection = connections.save_connection(
-            None, connector=connector, name="Demo ERP", description="", values=values,
-            fields=connections.config_fields(connector), scope=connections.Scope(), conflict_policy="priority",
-            test_token_value=connections.test_token(connector.id, values))
+        connection = save_demo_connection()
         _map(connection, "Customer", CUSTOMER_FIELDS)
         _map(connection, "Person", PERSON_FIELDS)
         for actor_type in ("Supplier", "Project"):

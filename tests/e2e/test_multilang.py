@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
+
+from tests.e2e.worlds import save_demo_connection
 
 pytestmark = pytest.mark.e2e
 
@@ -17,17 +18,9 @@ US_LABEL, NO_LABEL = "Simulate offline ERP", "Simuler at ERP-et er frakoblet"
 def _demo_connection(live_server) -> int:
     """A saved (inactive) "Demo ERP" connection with its fields read."""
     from portal.extensions import db
-    from portal.models import Connector
-    from portal.services import connections
 
     with live_server.app.app_context():
-        connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
-        values = {"CompanyDb": "DEMO", "ApiUser": None, "ApiPassword": None, "Currency": "EUR",
-                  "SimulateOffline": False}
-        connection = connections.save_connection(
-            None, connector=connector, name="Demo ERP", description="", values=values,
-            fields=connections.config_fields(connector), scope=connections.Scope(), conflict_policy="priority",
-            test_token_value=connections.test_token(connector.id, values))
+        connection = save_demo_connection()
         db.session.commit()
         return connection.id
 

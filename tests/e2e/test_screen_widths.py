@@ -14,8 +14,8 @@ from sqlalchemy import select
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.conftest import PASSWORD  # noqa: E402
 from tests.e2e.a11y import layout_problems  # noqa: E402
+from tests.e2e.conftest import ADMIN_EMAIL  # noqa: E402
 from tests.e2e.worlds import sync_issue_world  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -34,17 +34,13 @@ def _free_company(app) -> int:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_sync_tab_erp_tab_and_connect_dialog_fit_the_screen(browser, live_server, width):
+def test_sync_tab_erp_tab_and_connect_dialog_fit_the_screen(browser, live_server, sign_in, width):
     world = sync_issue_world(live_server.app)
     free = _free_company(live_server.app)
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     url = live_server.url
-    page.goto(f"{url}/login")
-    page.get_by_label("E-mail").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "/login" not in u)
+    sign_in(page, ADMIN_EMAIL)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     page.goto(f"{url}/settings/sync?connection={world['connection']}")

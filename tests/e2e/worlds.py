@@ -92,3 +92,19 @@ def sync_issue_world(app) -> dict:
         assert engine.execute_run(run.id).status == "partial"
         return {"connection": connection_id, "company": companies[0].id, "company_name": companies[0].name,
                 "bad": bad, "broken_company": companies[1].name}
+
+
+def save_demo_connection(name: str = "Demo ERP", scope=None):
+    """A connection on the built-in Demo ERP connector saved as the Define dialog saves it after a passed Test
+    (fields read and pre-mapped, inactive). Call inside the live server's app context; returns the Connection."""
+    from portal.extensions import db
+    from portal.models import Connector
+    from portal.services import connections
+
+    connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
+    values = {"CompanyDb": "DEMO", "ApiUser": None, "ApiPassword": None, "Currency": "EUR",
+              "SimulateOffline": False}
+    return connections.save_connection(
+        None, connector=connector, name=name, description="", values=values,
+        fields=connections.config_fields(connector), scope=scope or connections.Scope(), conflict_policy="priority",
+        test_token_value=connections.test_token(connector.id, values))
