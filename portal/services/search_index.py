@@ -86,7 +86,10 @@ def sqlite_statements(crm_type: str) -> list[str]:
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(text, tokenize = 'trigram case_sensitive 1')",
         f"CREATE TRIGGER IF NOT EXISTS {fts}_ai AFTER INSERT ON {crm_type} BEGIN "
         f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new')}); END",
-        f"CREATE TRIGGER IF NOT EXISTS {fts}_au AFTER UPDATE OF id, {columns} ON {crm_type} BEGIN "
+        # only when a searched value really changed: the sync engine's UPDATEs name every mapped column, and
+        # re-folding unchanged texts cost the sync about as much as its own writes
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_au AFTER UPDATE OF id, {columns} ON {crm_type} "
+        f"WHEN {' OR '.join(f'old.{c} IS NOT new.{c}' for c in ('id', *columns.split(', ')))} BEGIN "
         f"DELETE FROM {fts} WHERE rowid = old.id; "
         f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new')}); END",
         f"CREATE TRIGGER IF NOT EXISTS {fts}_ad AFTER DELETE ON {crm_type} BEGIN "
