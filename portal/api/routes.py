@@ -209,7 +209,7 @@ CRM_TYPE = "<any(company, contact, project):crm_type>"
 def _decide(section: erp_tab.Section, comparison, picks: dict) -> dict:
     """Picks for the differing fields the caller left out: the side the connection's conflict rule would let win
     (portal/services/sync/merge.py), when that side's value can be used."""
-    from portal.services.sync.merge import _Decider
+    from portal.services.sync.merge import winning_side
     from portal.services.sync_settings import priority_entries
 
     ranks = {entry_id: rank for rank, (entry_id, _label) in enumerate(priority_entries())}
@@ -219,15 +219,14 @@ def _decide(section: erp_tab.Section, comparison, picks: dict) -> dict:
         erp_at = datetime.fromisoformat(str(erp_at)) if erp_at else None
     except ValueError:
         erp_at = None
-    decider = _Decider(str(connection.conflict_policy or "priority"), ranks.get(CRM_PRIORITY_ID, 0),
-                       ranks.get(connection.id, len(ranks)), getattr(section.record, "updated_at", None), erp_at,
-                       connection.name)
+    side, _why = winning_side(str(connection.conflict_policy or "priority"), crm_rank=ranks.get(CRM_PRIORITY_ID, 0),
+                              erp_rank=ranks.get(connection.id, len(ranks)),
+                              crm_changed_at=getattr(section.record, "updated_at", None), erp_changed_at=erp_at,
+                              erp_name=connection.name)
     chosen = dict(picks)
     for row in comparison.choices:
-        if row.key in chosen or row.only:
-            continue
-        side, _why = decider.two_way()
-        chosen[row.key] = side
+        if row.key not in chosen and not row.only:
+            chosen[row.key] = side  # one rule for the whole record, as a sync of it would settle it
     return chosen
 
 

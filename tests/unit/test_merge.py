@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from portal.models.erp import ConflictPolicy
-from portal.services.sync.merge import Conflict, FieldRule, MergeResult, apply, merge, record_hash
+from portal.services.sync.merge import Conflict, FieldRule, MergeResult, apply, merge, record_hash, winning_side
 
 TWO = FieldRule("f", to_crm=True, to_erp=True)
 TO_ERP = FieldRule("f", to_crm=False, to_erp=True)
@@ -365,3 +365,17 @@ def test_record_hash_is_order_independent_and_sensitive():
 def test_record_hash_is_total():
     record_hash({"a": datetime(2026, 1, 1), "b": {1, 2}, 3: object.__new__(object), "n": {1: 2, "x": 3}})
     record_hash({"nan": float("nan"), "s": "\ud800"})
+
+
+@pytest.mark.parametrize("policy", ["crm", "erp", "priority", "newest"])
+def test_winning_side_is_the_side_merge_gives_a_two_way_conflict(policy):
+    """The API's Connect without picks settles differences by the same rule as a sync's conflict."""
+    earlier, later = datetime(2026, 12, 1, 10, 0), datetime(2026, 12, 1, 11, 0)
+    for crm_rank, erp_rank, crm_at, erp_at in ((0, 1, earlier, later), (1, 0, later, earlier), (0, 1, None, later)):
+        result = merge([FieldRule("X", True, True)], {}, {"X": "crm"}, {"X": "erp"}, policy=policy,
+                       crm_rank=crm_rank, erp_rank=erp_rank, crm_changed_at=crm_at, erp_changed_at=erp_at)
+        side, _why = winning_side(policy, crm_rank=crm_rank, erp_rank=erp_rank, crm_changed_at=crm_at,
+                                  erp_changed_at=erp_at)
+        assert ("X" in result.to_erp) == (side == "crm") and ("X" in result.to_crm) == (side == "erp")
+    with pytest.raises(ValueError):
+        winning_side("whoever")

@@ -194,6 +194,14 @@ class _Decider:
         return side, f"{self.label(side)} wins ({why})"
 
 
+def winning_side(policy: str, *, crm_rank: int = 0, erp_rank: int = 1, crm_changed_at: datetime | None = None,
+                 erp_changed_at: datetime | None = None, erp_name: str = "ERP") -> tuple[str, str]:
+    """The side ("crm" or "erp") a two-way conflict goes to under ``policy``, and why — the rule ``merge`` applies,
+    for callers that settle differences outside a sync (the API's Connect without picks)."""
+    policy, _mode = _checked(policy, "sync")
+    return _Decider(policy, crm_rank, erp_rank, crm_changed_at, erp_changed_at, erp_name).two_way()
+
+
 def _rules_by_key(rules: Sequence[FieldRule]) -> dict[str, FieldRule]:
     merged: dict[str, FieldRule] = {}
     for rule in rules:
