@@ -14,9 +14,9 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Company, Connection, Connector, CrmList, ListItem, ListItemMapping, User
-from tests.e2e.test_erp_tab_flow import _map, _open_erp_tab, _save_connection
-from tests.e2e.worlds import sync_issue_world
+from portal.models import Company, Connection, CrmList, ListItem, ListItemMapping, User
+from tests.e2e.test_erp_tab_flow import _map, _open_erp_tab
+from tests.e2e.worlds import save_demo_connection, sync_issue_world
 
 CUSTOMER_MAP = {  # ERP key -> (CRM field, two-way, show in tab, show in search, rank)
     "NAME": ("name", True, True, True, 1),
@@ -36,10 +36,9 @@ def demo(live_server, make_portal_user):
     app = live_server.app
     bob = make_portal_user("bob@example.com", name="Bob User")
     with app.app_context():
-        connector = db.session.scalar(select(Connector).where(Connector.url == "builtin:demo"))
         admin_id = db.session.scalar(select(User.id).where(User.email == "admin@example.com"))
-        connection_id = _save_connection(connector, "Demo ERP", Scope(
-            all_access=False, all_can_create=False, entries={("user", admin_id): "create", ("user", bob): "connect"}))
+        connection_id = save_demo_connection("Demo ERP", Scope(
+            all_access=False, all_can_create=False, entries={("user", admin_id): "create", ("user", bob): "connect"})).id
         connection = db.session.get(Connection, connection_id)
         _map(connection, "Customer", CUSTOMER_MAP, CURRENCY={"has_default": True, "default_value": "NOK"})
         for actor_type in ("Supplier", "Person", "Project"):
