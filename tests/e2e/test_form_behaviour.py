@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
+from tests.e2e.htmx import settled
 from tests.e2e.worlds import save_demo_connection
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +43,6 @@ def _active_demo_connection(live_server) -> int:
         ensure_in_priority(connection.id)
         db.session.commit()
         return connection.id
-
-
-def _settled(page) -> None:
-    """Wait until htmx has no request, swap or settle going on."""
-    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 # ============================================================================== 1. connection form
@@ -160,7 +156,7 @@ def test_a_value_typed_right_after_an_operator_change_is_kept_and_found(admin_pa
     assert held, "the operator change did not post"
     with page.expect_response(lambda r: "/import/erp/search" in r.url and r.request.method == "POST"):
         held.pop().continue_()
-    _settled(page)
+    settled(page)
     expect(value).to_have_value(wanted)
     expect(page.get_by_label("To (criterion 1)")).to_have_count(0)
 
@@ -223,7 +219,7 @@ def test_switching_off_an_actor_type_of_an_active_connection_asks_first(admin_pa
     person = page.get_by_label('Sync ERP "Person" to CRM "Contact"')
     with page.expect_response(lambda r: r.url.endswith("/mappings/Person/switch")):
         person.click()
-    _settled(page)
+    settled(page)
     expect(page.locator("#actor-switch [role=alert]")).to_have_count(0)
     expect(person).not_to_be_checked()
     assert not is_on("Person")

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.e2e.htmx import settled  # noqa: E402
 from tests.e2e.worlds import sync_issue_world  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +62,8 @@ def test_closing_the_erp_dialog_gives_focus_back_to_the_button_that_opened_it(li
     sync_issue_world(live_server.app)  # links companies 1-3
     page.goto(f"{url}/companies/4?tab=erp")  # not linked: offers Connect
     opener = page.get_by_role("button", name=re.compile(r"^Connect to Customer in"))
+    expect(opener).to_be_visible()
+    settled(page)  # the ERP panel is fetched by htmx; a key press before it settles is lost
     opener.focus()
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog")
