@@ -18,6 +18,7 @@ Endpoints: ``admin.import_index`` (/settings/import), ``admin.import_start`` (?c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from flask import abort, current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -29,8 +30,8 @@ from portal.admin.forms_import import SettingsForm, StartForm, criteria_from_for
 from portal.connectors.client import ConnectorError
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
-from portal.models import CRM_FIELDS, ActorType, CrmFieldType, CrmType, ListItem, RunKind, SyncRun
-from portal.services import import_undo
+from portal.models import ActorType, CrmFieldType, CrmType, ListItem, RunKind, SyncRun, crm_field
+from portal.services import import_rules, import_undo
 from portal.services import importer as service
 from portal.services.importer import (
     Criterion,
@@ -285,7 +286,7 @@ def _list_default_fields(connection, actor_types: list[str]) -> list[dict]:
         for f in service.type_spec(config).write:
             if f.crm_type != CrmFieldType.LIST:
                 continue
-            crm = next((c for c in CRM_FIELDS[config.crm_type] if c.key == f.crm_key), None)
+            crm = crm_field(config.crm_type, f.crm_key)
             if crm is None:
                 continue
             items = db.session.scalars(select(ListItem).where(ListItem.list_name == crm.list_name,
@@ -307,11 +308,28 @@ def _involved_types(connection, req: ImportRequest, include_persons: bool | None
     return types
 
 
+def _field_choices(connection, req: ImportRequest) -> tuple[dict, list]:
+    """The connection's fields for the ID rule (per CRM type, every actor type the import may write) and the
+    Person fields that can hold a company name."""
+    wide = dataclasses.replace(req, settings=dataclasses.replace(req.settings, include_persons=True,
+                                                                 person_policy="import_company"))
+    id_fields = {crm_type: service.id_field_choices(connection, wide, crm_type)
+                 for crm_type in (CrmType.COMPANY, CrmType.CONTACT, CrmType.PROJECT)}
+    return id_fields, service.company_name_choices(connection)
+
+
 def _render_settings(connection, config, req: ImportRequest, criteria, form: SettingsForm | None = None,
                      status: int = 200, message: str | None = None):
+    id_fields, name_fields = _field_choices(connection, req)
     if form is None:
         form = SettingsForm(formdata=None)
         form.fill(req.settings)
+        for crm_type, choices in id_fields.items():  # the only choice is the obvious default
+            if not form[f"{crm_type}_id_field"].data and len(choices) == 1:
+                form[f"{crm_type}_id_field"].data = choices[0][0]
+        if not form.company_name_field.data:
+            form.company_name_field.data = import_rules.guess_company_name_field(name_fields)
+    form.set_choices(id_fields, name_fields)
     form.state.data = _dump_state(req, criteria)
     persons_possible = req.crm_type == CrmType.COMPANY and service.persons_config(connection) is not None
     defaults = _list_default_fields(connection, _involved_types(connection, req, True))
@@ -391,6 +409,7 @@ def _render_preview(connection, config, req: ImportRequest, criteria, page: int,
         status = 422
     context = dict(connection=connection, config=config, req=req, state=_dump_state(req, criteria), result=result,
                    error=error, message=message, steps=_steps("preview"), excluded=set(req.excluded),
+                   summary=service.settings_summary(connection, req),
                    other_excluded=_other_excluded(req, result))
     template = "admin/import/_preview.html" if wants_partial() else "admin/import/preview.html"
     return render_template(template, **context), status
@@ -410,18 +429,23 @@ def import_preview():
     connection, config = _checked(req)
     if "company_match" in request.form:  # coming from the settings step
         form = SettingsForm()
+        form.set_choices(*_field_choices(connection, req))
         valid = form.validate_on_submit()
-        settings = None
+        settings, problem = None, None
         if valid:
             try:
                 settings = form.settings(list_defaults_from_form(request.form))
                 settings.validate()
+                service.check_settings(connection, dataclasses.replace(req, settings=settings))
             except ImportProblem as exc:
                 if exc.field in form:
                     form[exc.field].errors = [exc.message]
+                if exc.field not in form or (exc.field.startswith("company_") and exc.field.endswith("name")
+                                             or exc.field == "company_from_name") and req.crm_type != CrmType.CONTACT:
+                    problem = exc.message  # a field this step does not show for this actor type
                 valid = False
         if not valid:
-            return _render_settings(connection, config, req, criteria, form=form, status=422)
+            return _render_settings(connection, config, req, criteria, form=form, status=422, message=problem)
         req.settings = settings
         req.excluded = []
     else:
@@ -462,12 +486,23 @@ def _import_run_or_404(run_id: int) -> SyncRun:
 
 def _run_context(run: SyncRun) -> dict:
     context = {"run": run, "steps": _steps("done"),
-               "options": run.options or {}, "counts": run.counts or {}}
+               "options": run.options or {}, "counts": run.counts or {}, "summary": _run_summary(run)}
     if not run.is_active:
         context["undo"], context["undo_refusal"] = import_undo.undo_info(run), import_undo.refusal(run)
         context["new_records"], context["new_total"] = service.run_records(run, "new", 1)
         context["updated_records"], context["updated_total"] = service.run_records(run, "updated", 1)
     return context
+
+
+def _run_summary(run: SyncRun) -> list[tuple[str, str]]:
+    """The options the run was started with (what "Run this import again" repeats)."""
+    connection = run.connection if run.connection_id else None
+    if connection is None or not run.options:
+        return []
+    try:
+        return service.settings_summary(connection, ImportRequest.from_options(run.options))
+    except (ImportProblem, KeyError, TypeError, ValueError):
+        return []
 
 
 @bp.route("/import/runs/<int:run_id>")

@@ -36,30 +36,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.connectors.client import ConnectorClient, ConnectorError
-from portal.connectors.protocol import OPERATORS
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
     ACTOR_CRM_TYPE,
-    CRM_FIELDS,
     CRM_MODELS,
     ActorType,
     ActorTypeConfig,
     Company,
     Connection,
-    Connector,
     CrmFieldType,
     CrmType,
-    ErpField,
     FieldType,
     Link,
     LinkStatus,
@@ -71,10 +66,54 @@ from portal.models import (
     SyncRun,
     User,
     crm_field,
+    crm_fields,
 )
+from portal.services import import_rules as rules
 from portal.services.connectors import client_for
 from portal.services.crm import Paging
-from portal.services.crm_rules import MISSING, ListItemInfo, storable, storable_text, value_problem
+from portal.services.crm_rules import MISSING, ListItemInfo, storable_text, value_problem
+
+# Public names of the split-out modules, importable from here as before.
+from portal.services.import_rules import (  # noqa: F401
+    CONTACT_INFO_CHOICES,
+    CONTACT_INFO_KINDS,
+    ID_SOURCE_CHOICES,
+    MATCH_ATTRS,
+    MATCH_CHOICES,
+    PHONE_ATTRS,
+    NewCompany,
+)
+from portal.services.import_search import (  # noqa: F401
+    OPERATOR_LABELS,
+    Criterion,
+    SearchField,
+    SearchResult,
+    build_restrictions,
+    field_list_items,
+    resolve_list_texts,
+    result_fields,
+    search,
+    search_fields,
+)
+from portal.services.import_settings import (  # noqa: F401
+    ACTION_CHOICES,
+    COMPANY_TYPES,
+    LIST_POLICY_CHOICES,
+    PERSON_POLICY_CHOICES,
+    ImportProblem,
+    ImportRequest,
+    ImportSettings,
+    check_settings,
+    company_name_choices,
+    get_import_connection,
+    get_import_type,
+    id_field_choices,
+    import_connections,
+    importable_types,
+    involved_configs,
+    persons_config,
+    settings_summary,
+)
 from portal.services.sync import runs
 from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
 from portal.services.values import (
@@ -84,7 +123,6 @@ from portal.services.values import (
     erp_to_crm,
     is_blank,
     number_text,
-    parse_input,
     same_value,
 )
 
@@ -96,376 +134,9 @@ MAX_EXPLICIT_KEYS = 2000  # rows ticked one by one; beyond that use "all results
 MAX_REPORTED = 200  # row problems kept in SyncRun.counts (all of them are in the sync log)
 MAX_LIST_NAME = 120
 
-COMPANY_TYPES = (ActorType.CUSTOMER, ActorType.SUPPLIER, ActorType.PARTNER)
-
-MATCH_CHOICES: dict[str, dict[str, str]] = {
-    CrmType.COMPANY: {"name": "Name", "name_department": "Name and department", "number": "Number",
-                      "code": "Code", "vat_no": "VAT number", "none": "None: always add"},
-    CrmType.CONTACT: {"name": "Name", "email": "E-mail", "mobile": "Mobile phone", "number": "Number",
-                      "none": "None: always add"},
-    CrmType.PROJECT: {"name": "Name", "number": "Number", "none": "None: always add"},
-}
-# The CRM attributes a rule compares; the first one is looked up in SQL, the rest compared in Python.
-MATCH_ATTRS: dict[str, dict[str, tuple[str, ...]]] = {
-    CrmType.COMPANY: {"name": ("name",), "name_department": ("name", "department"), "number": ("number",),
-                      "code": ("code",), "vat_no": ("vat_no",)},
-    CrmType.CONTACT: {"name": ("last_name", "first_name"), "email": ("email",), "mobile": ("phone_mobile",),
-                      "number": ("number",)},
-    CrmType.PROJECT: {"name": ("name",), "number": ("number",)},
-}
-PHONE_ATTRS = frozenset({"phone_mobile"})
-
-ACTION_CHOICES = {
-    "add": "Add anyway (a new record)",
-    "merge": "Merge: fill the empty fields of the existing record",
-    "replace": "Replace: overwrite the existing record's fields",
-    "skip": "Skip the actor",
-}
-LIST_POLICY_CHOICES = {
-    "add": "Add a new CRM list item (and map it)",
-    "default": "Use a default list item",
-    "blank": "Leave the field blank",
-}
-PERSON_POLICY_CHOICES = {
-    "import_company": "Import them under their company (importing the company too when it is not in the CRM)",
-    "skip": "Skip persons whose company is not in the CRM",
-    "no_company": "Import them without a company when their company is not in the CRM",
-}
 OUTCOME_LABELS = {"new": "New", "update": "Update", "unchanged": "Unchanged", "skip": "Skip", "error": "Error"}
-OPERATOR_LABELS = {
-    "=": "Equals", "isnot": "Is not", "begins": "Starts with", "contains": "Contains", "ends": "Ends with",
-    "notbegins": "Does not start with", "notcontains": "Does not contain", "notends": "Does not end with",
-    "between": "Between", ">": "Greater than", "<": "Less than", ">=": "At least", "<=": "At most",
-    "!=": "Is not", "oneof": "Is one of", "notoneof": "Is not one of", "before": "Before", "after": "After",
-    "beforeOrEqual": "On or before", "afterOrEqual": "On or after",
-}
 RULE_NEW = "import: new record"
 RULE_UPDATED = "import: updated"
-
-
-class ImportProblem(ValueError):
-    """A wizard input or precondition that is not met; ``message`` is for the admin, ``field`` names the input."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-# ------------------------------------------------------------------------------------------------ settings
-
-
-@dataclass
-class ImportSettings:
-    company_match: str = "name"
-    company_action: str = "merge"
-    contact_match: str = "name"
-    contact_action: str = "merge"
-    project_match: str = "name"
-    project_action: str = "merge"
-    list_policy: str = "blank"
-    # "ActorType.FIELDKEY" -> CRM ListItem id used by list_policy "default"
-    list_defaults: dict[str, int] = field(default_factory=dict)
-    include_persons: bool = False
-    person_policy: str = "import_company"
-
-    def match(self, crm_type: str) -> str:
-        return getattr(self, f"{crm_type}_match")
-
-    def action(self, crm_type: str) -> str:
-        return getattr(self, f"{crm_type}_action")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping | None) -> ImportSettings:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        settings = cls(**{k: v for k, v in data.items() if k in known})
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        for crm_type in (CrmType.COMPANY, CrmType.CONTACT, CrmType.PROJECT):
-            if self.match(crm_type) not in MATCH_CHOICES[crm_type]:
-                raise ImportProblem("Choose how duplicates are found.", f"{crm_type}_match")
-            if self.action(crm_type) not in ACTION_CHOICES:
-                raise ImportProblem("Choose what to do with a duplicate.", f"{crm_type}_action")
-        if self.list_policy not in LIST_POLICY_CHOICES:
-            raise ImportProblem("Choose what to do with list values.", "list_policy")
-        if self.person_policy not in PERSON_POLICY_CHOICES:
-            raise ImportProblem("Choose what to do with persons.", "person_policy")
-        self.include_persons = bool(self.include_persons)
-        self.list_defaults = {str(k): int(v) for k, v in (self.list_defaults or {}).items() if v not in (None, "")}
-
-
-@dataclass
-class ImportRequest:
-    """What to import and how: the wizard's state, stored as ``SyncRun.options``."""
-
-    connection_id: int
-    actor_type: str
-    restrictions: list[dict] = field(default_factory=list)
-    all_results: bool = False
-    keys: list[str] = field(default_factory=list)
-    excluded: list[str] = field(default_factory=list)  # "ActorType:ErpKey" unticked in the preview
-    settings: ImportSettings = field(default_factory=ImportSettings)
-
-    def to_options(self) -> dict:
-        return {"connection_id": self.connection_id, "actor_type": self.actor_type,
-                "restrictions": list(self.restrictions), "all_results": bool(self.all_results),
-                "keys": list(self.keys), "excluded": list(self.excluded), "settings": self.settings.to_dict()}
-
-    @classmethod
-    def from_options(cls, options: Mapping) -> ImportRequest:
-        return cls(connection_id=int(options["connection_id"]), actor_type=str(options["actor_type"]),
-                   restrictions=list(options.get("restrictions") or []),
-                   all_results=bool(options.get("all_results")), keys=[str(k) for k in options.get("keys") or []],
-                   excluded=[str(k) for k in options.get("excluded") or []],
-                   settings=ImportSettings.from_dict(options.get("settings")))
-
-    def is_excluded(self, actor_type: str, erp_key: str) -> bool:
-        return f"{actor_type}:{erp_key}" in self._excluded_set
-
-    @functools.cached_property
-    def _excluded_set(self) -> frozenset[str]:
-        return frozenset(self.excluded)
-
-    @property
-    def crm_type(self) -> str:
-        return ACTOR_CRM_TYPE.get(self.actor_type, CrmType.COMPANY)
-
-
-# ------------------------------------------------------------------------------------- what can be imported
-
-
-def _user_in_scope(connection: Connection, user: User | None) -> bool:
-    if connection.all_access or user is None:
-        return True
-    group_ids = {g.id for g in user.groups}
-    return any(row.user_id == user.id or (row.group_id is not None and row.group_id in group_ids)
-               for row in connection.access if row.can_connect)
-
-
-def import_connections(user: User | None = None) -> list[Connection]:
-    """Active connections (on a live connector) the user may use, with at least one importable actor type."""
-    rows = db.session.scalars(select(Connection).join(Connector, Connection.connector_id == Connector.id)
-                              .where(Connection.active.is_(True), Connection.deleted.is_(False),
-                                     Connector.deleted.is_(False))
-                              .order_by(Connection.name)).all()
-    return [c for c in rows if _user_in_scope(c, user) and importable_types(c)]
-
-
-def _write_fields(config: ActorTypeConfig) -> list[MappedField]:
-    return [f for f in mapped_fields(config) if f.to_crm]
-
-
-def importable_types(connection: Connection) -> list[ActorTypeConfig]:
-    """Actor types offered for import: mapping active, still supported, with searchable fields (spec §5.3) and
-    at least one field mapped to the CRM."""
-    return [c for c in connection.actor_types
-            if c.is_active and c.supported and c.searchable_fields and c.erp_actor_type in ACTOR_CRM_TYPE
-            and _write_fields(c)]
-
-
-def get_import_connection(connection_id: int | None, user: User | None = None) -> Connection:
-    connection = db.session.get(Connection, connection_id) if connection_id else None
-    if connection is None or connection.deleted:
-        raise ImportProblem("Choose an ERP connection.", "connection_id")
-    if not connection.active or connection.connector.deleted:
-        raise ImportProblem(f"{connection.name} is not active; activate it on the Sync tab first.", "connection_id")
-    if not _user_in_scope(connection, user):
-        raise ImportProblem(f"You are not in the scope of {connection.name}.", "connection_id")
-    return connection
-
-
-def get_import_type(connection: Connection, actor_type: str | None) -> ActorTypeConfig:
-    for config in importable_types(connection):
-        if config.erp_actor_type == actor_type:
-            return config
-    raise ImportProblem("Choose an actor type that can be imported from this connection.", "actor_type")
-
-
-def persons_config(connection: Connection) -> ActorTypeConfig | None:
-    """The Person actor type when its persons can be imported with their companies."""
-    config = connection.actor_type(ActorType.PERSON)
-    if config is None or not config.is_active or not config.supported or not _write_fields(config):
-        return None
-    return config
-
-
-# ------------------------------------------------------------------------------------------- search criteria
-
-
-@dataclass(frozen=True)
-class SearchField:
-    key: str
-    label: str
-    field_type: str
-    list_name: str = ""
-
-    @property
-    def operators(self) -> list[tuple[str, str]]:
-        return [(op, OPERATOR_LABELS.get(op, op)) for op in OPERATORS.get(self.field_type, OPERATORS["Text"])]
-
-    @property
-    def is_list(self) -> bool:
-        return self.field_type == FieldType.LIST
-
-    @property
-    def input_type(self) -> str:
-        return {FieldType.DATE: "date", FieldType.INTEGER: "number", FieldType.DOUBLE: "number"}.get(
-            self.field_type, "text")
-
-
-def search_fields(config: ActorTypeConfig) -> list[SearchField]:
-    """The criteria grid's fields: the actor type's searchable fields, typed from the cached metadata."""
-    by_key = {f.field_key: f for f in config.fields}
-    result = []
-    for key in config.searchable_fields:
-        erp_field = by_key.get(key)
-        if erp_field is None:
-            result.append(SearchField(key, key, FieldType.TEXT))
-            continue
-        kind = erp_field.field_type if erp_field.field_type in OPERATORS else FieldType.TEXT
-        result.append(SearchField(key, erp_field.display_name or key, kind, erp_field.list_name or ""))
-    return result
-
-
-def result_fields(config: ActorTypeConfig) -> list[ErpField]:
-    """Columns of the search results: the fields marked Show in search, by rank."""
-    fields = [f for f in config.fields if f.show_in_search and not f.missing_in_erp]
-    return sorted(fields, key=lambda f: (f.rank, f.id or 0))
-
-
-@dataclass
-class Criterion:
-    """One row of the criteria grid as typed (strings), plus its error."""
-
-    field: str = ""
-    operator: str = ""
-    values: list[str] = dataclasses.field(default_factory=list)
-    active: bool = True
-    error: str = ""
-
-    def to_dict(self) -> dict:
-        return {"field": self.field, "operator": self.operator, "values": list(self.values), "active": self.active}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Criterion:
-        return cls(field=str(data.get("field") or ""), operator=str(data.get("operator") or ""),
-                   values=[str(v) for v in data.get("values") or []], active=bool(data.get("active", True)))
-
-
-def build_restrictions(criteria: Sequence[Criterion], fields: Sequence[SearchField]) -> list[dict]:
-    """SearchRestriction[] from the grid's active rows that have a value; sets ``error`` on bad rows and raises
-    ImportProblem if any row is bad."""
-    by_key = {f.key: f for f in fields}
-    restrictions = []
-    bad = False
-    for row in criteria:
-        row.error = ""
-        if not row.active:
-            continue
-        spec = by_key.get(row.field)
-        if spec is None:
-            row.error = "Choose a field to search on."
-            bad = True
-            continue
-        if row.operator not in dict(spec.operators):
-            row.error = f"Choose an operator for {spec.label}."
-            bad = True
-            continue
-        texts = [v.strip() for v in row.values]
-        if not any(texts) and spec.field_type != FieldType.CHECKBOX:
-            continue  # a row without a value is not a criterion (the grid says so)
-        try:
-            if spec.is_list:
-                values = [t for t in texts if t]
-            else:
-                needed = 2 if row.operator == "between" else 1
-                texts = (texts + ["", ""])[:needed]
-                if spec.field_type == FieldType.CHECKBOX:
-                    values = [parse_input(FieldType.CHECKBOX, texts[0] or "false")]
-                else:
-                    if any(not t for t in texts):
-                        raise ConversionError(f"Enter {'two values' if needed == 2 else 'a value'} for "
-                                              f"{spec.label}.")
-                    values = [parse_input(spec.field_type, t) for t in texts]
-        except ConversionError as exc:
-            row.error = str(exc)
-            bad = True
-            continue
-        restrictions.append({"FieldKey": spec.key, "Operator": row.operator, "Values": values})
-    if bad:
-        raise ImportProblem("Some search criteria are not valid.", "criteria")
-    return restrictions
-
-
-def field_list_items(connection: Connection, list_names: Iterable[str],
-                     client: ConnectorClient | None = None) -> dict[str, dict[str, str]]:
-    """GetList for each ERP list (for the criteria grid's pickers). Raises ConnectorError."""
-    names = sorted({n for n in list_names if n})
-    if not names:
-        return {}
-    guid = connection.guid
-    own = client is None
-    if own:
-        client = client_for(connection.connector)
-    try:
-        db.session.commit()  # no transaction open while the connector is called
-        return {name: client.get_list(guid, name) for name in names}
-    finally:
-        if own:
-            client.close()
-
-
-@dataclass
-class SearchResult:
-    actors: list[dict]
-    columns: list[ErpField]
-    list_texts: dict[str, dict[str, str]]
-
-    @property
-    def keys(self) -> list[str]:
-        return [a["ErpKey"] for a in self.actors]
-
-    def cell(self, actor: dict, column: ErpField) -> str:
-        value = (actor.get("FieldValues") or {}).get(column.field_key)
-        return display(column.field_type, value, self.list_texts.get(column.list_name))
-
-
-def search(connection: Connection, config: ActorTypeConfig, restrictions: list[dict]) -> SearchResult:
-    """SearchActorsAdvanced with the Show-in-search fields (SearchActorsAdvanced has no paging: the result is
-    what it is; the grid pages it). Raises ConnectorError."""
-    columns = result_fields(config)
-    keys = [c.field_key for c in columns] or list(config.searchable_fields[:1])
-    guid, actor_type = connection.guid, config.erp_actor_type
-    with client_for(connection.connector) as client:
-        db.session.commit()  # no transaction open while the connector is called
-        actors = client.search_actors_advanced(guid, actor_type, restrictions, keys)
-    return SearchResult(actors, columns, {})
-
-
-def resolve_list_texts(connection: Connection, result: SearchResult, actors: Sequence[dict]) -> None:
-    """Texts of the List cells of ``actors`` (one page) with GetListItems, one call per list."""
-    wanted: dict[str, set[str]] = {}
-    for column in result.columns:
-        if column.field_type != FieldType.LIST or not column.list_name:
-            continue
-        for actor in actors:
-            value = (actor.get("FieldValues") or {}).get(column.field_key)
-            if value not in (None, ""):
-                wanted.setdefault(column.list_name, set()).add(str(value))
-    if not wanted:
-        return
-    guid = connection.guid
-    with client_for(connection.connector) as client:
-        db.session.commit()
-        for list_name, item_keys in sorted(wanted.items()):
-            result.list_texts.setdefault(list_name, {}).update(client.get_list_items(guid, list_name,
-                                                                                     sorted(item_keys)))
 
 
 # -------------------------------------------------------------------------------------------- type specs
@@ -544,6 +215,9 @@ class Planned:
     company: tuple[int | None, str] | None = None  # persons: (CRM company id or None if new, its name)
     excluded: bool = False
     stale_link: Link | None = None  # the actor's link to a CRM record that no longer exists (reused)
+    company_name: str = ""  # persons without a parent: the company name the ERP gives (company_from_name)
+    parent_base: str | None = None  # the ERP key of that company's link, when it has one (the link's parent)
+    sources: dict = field(default_factory=dict)  # CRM field written from another field's ERP value -> ERP key
 
     @property
     def key(self) -> str:
@@ -581,30 +255,10 @@ def actor_name(crm_type: str, values: Mapping, record=None) -> str:
     return get("name")
 
 
-def _norm_text(value) -> str:
-    return " ".join(str(value or "").split()).casefold()
-
-
-def _norm_phone(value) -> str:
-    text = str(value or "").strip()
-    digits = re.sub(r"\D", "", text)
-    return ("+" + digits) if text.startswith("+") and digits else digits
-
-
-def _norm(attr: str, value) -> str:
-    return _norm_phone(value) if attr in PHONE_ATTRS else _norm_text(value)
-
-
-def _sql_key(column, attr: str):
-    if attr in PHONE_ATTRS:
-        expr = column
-        for char in (" ", "-", "(", ")", ".", "/"):
-            expr = func.replace(expr, char, "")
-        return expr
-    expr = func.lower(func.trim(column))
-    for _ in range(2):  # runs of up to four spaces collapse to one, as _norm_text does
-        expr = func.replace(expr, "  ", " ")
-    return expr
+_norm_text = rules.norm_text
+_norm_phone = rules.norm_phone
+_norm = rules.norm
+_sql_key = rules.sql_key
 
 
 class Importer:
@@ -626,6 +280,12 @@ class Importer:
                 spec = type_spec(config)
                 if spec.write:
                     self.specs[config.erp_actor_type] = spec
+        person = self.specs.get(ActorType.PERSON)
+        name_key = self.settings.company_name_field
+        if self.settings.company_from_name and person is not None and name_key and name_key not in person.field_keys:
+            person.field_keys.append(name_key)  # read, not mapped: only the company's name comes from it
+        self.name_companies: dict[str, tuple[int, str]] = {}  # companies found or created from a name, this run
+        self.companies_from_names = 0
         self.erp_list_texts: dict[str, dict[str, str]] = {}
         self.claimed: set[tuple[str, int]] = set()
         self.counts: dict[str, Counter] = {t: Counter() for t in (CrmType.COMPANY, CrmType.CONTACT, CrmType.PROJECT)}
@@ -755,6 +415,8 @@ class Importer:
                     p.link, p.record = link, record
             if crm_type == CrmType.CONTACT:
                 self._resolve_parent(p, parents, pending_parents)
+        if crm_type == CrmType.CONTACT and self.settings.company_from_name:
+            self._companies_from_names(planned)
         self._match(spec, [p for p in planned if p.record is None and p.outcome not in ("skip", "error")
                            and not p.errors])
         for p in planned:
@@ -780,6 +442,10 @@ class Importer:
         parent_key = p.actor.get("ParentErpKey") or ""
         policy = self.settings.person_policy
         if not parent_key:
+            if self.settings.company_from_name:
+                p.company_name = rules.company_name_of(p.actor, self.settings.company_name_field)
+                if p.company_name:
+                    return  # _companies_from_names finds or creates it
             if policy == "skip":
                 p.outcome, p.reason = "skip", "it has no company in the ERP"
             return
@@ -808,6 +474,36 @@ class Importer:
         p.reason = (f"its company ({where}) is not in the CRM" if policy == "skip"
                     else f"its company ({where}) could not be imported")
 
+    def _companies_from_names(self, planned: Sequence[Planned]) -> None:
+        """Persons without a parent: the CRM company of their company name, found (by the company duplicate
+        rule's name, unless it is "none" or the action "add anyway") or created once per name, with one query for
+        the batch. A contact that already has a company keeps it."""
+        wanted = [p for p in planned if p.company_name and not p.errors and p.outcome not in ("skip", "error")
+                  and (p.record is None or p.record.company_id is None)]
+        if not wanted:
+            return
+        match = self.settings.company_match != "none" and self.settings.company_action != "add"
+        resolved = rules.resolve_companies_by_name([p.company_name for p in wanted], match=match,
+                                                   known=self.name_companies, pending={})
+        found_ids = sorted({cid for cid, _n, _o in resolved.values() if cid is not None})
+        company_links = dict(db.session.execute(select(Link.crm_id, Link.erp_key).where(
+            Link.connection_id == self.connection_id, Link.crm_type == CrmType.COMPANY,
+            Link.crm_id.in_(found_ids))).all()) if found_ids else {}
+        for p in wanted:
+            found = resolved.get(rules.norm_text(p.company_name))
+            if found is None:
+                p.notes.append(f"its company name {p.company_name!r} cannot be stored: imported without a company")
+                continue
+            company_id, name, new = found
+            p.company = (company_id, name)
+            if new is None:
+                p.values["company_id"] = company_id
+                p.parent_base = company_links.get(company_id)
+                p.notes.append(f"under the existing company {name} (found by its company name)")
+            else:
+                p.values["company_id"] = new
+                p.notes.append(f"creates the company {name} from its company name")
+
     def _match(self, spec: TypeSpec, candidates: list[Planned]) -> None:
         """Find an existing, unlinked CRM record for each actor by the duplicate rule (one query per batch)."""
         crm_type = spec.crm_type
@@ -815,43 +511,38 @@ class Importer:
         action = self.settings.action(crm_type)
         if rule == "none" or action == "add" or not candidates:
             return
-        attrs = MATCH_ATTRS[crm_type][rule]
-        first = attrs[0]
-        probes: dict[int, tuple] = {}
-        for p in candidates:
-            if is_blank(p.values.get(first)):
-                continue
-            if not all(storable(str(p.values.get(a) or "")) for a in attrs):
-                continue  # no stored record can hold it, and PostgreSQL refuses it even in a query
-            probes[id(p)] = tuple(_norm(a, p.values.get(a)) for a in attrs)
-        if not probes:
-            return
-        model = spec.model
-        column = getattr(model, first)
-        wanted_raw = {str(p.values[first]).strip() for p in candidates if id(p) in probes}
-        if first in PHONE_ATTRS:
-            condition = _sql_key(column, first).in_({_norm_phone(v) for v in wanted_raw}
-                                                    | {_norm_phone(v).lstrip("+") for v in wanted_raw})
+        id_label = ""
+        if rule == "id":
+            if self.settings.id_source(crm_type) != "field":
+                return  # the ERP key: only the actor's link identifies its record (plan() found it)
+            erp_key = self.settings.id_field(crm_type)
+            crm_key = rules.id_crm_key(spec, erp_key)
+            if crm_key is None:
+                return  # not mapped to a CRM number on this actor type: nothing to compare
+            attrs: tuple[str, ...] = (crm_key,)
+            probes = rules.id_probes(candidates, erp_key)
+            crm_spec = crm_field(crm_type, crm_key)
+            id_label = f"{spec.erp_fields.get(erp_key, (0, erp_key))[1]} = {crm_spec.label if crm_spec else crm_key}"
         else:
-            condition = or_(_sql_key(column, first).in_({" ".join(v.split()).lower() for v in wanted_raw}),
-                            column.in_(wanted_raw))
-        linked = select(Link.crm_id).where(Link.connection_id == self.connection_id, Link.crm_type == crm_type)
-        rows = db.session.scalars(select(model).where(condition, model.id.not_in(linked)).order_by(model.id)).all()
-        index: dict[tuple, list] = {}
-        for record in rows:
-            index.setdefault(tuple(_norm(a, getattr(record, a)) for a in attrs), []).append(record)
+            attrs = MATCH_ATTRS[crm_type][rule]
+            probes = rules.value_probes(candidates, attrs)
+        index = rules.find_matches(spec.model, crm_type, attrs, probes, self.connection_id)
         for p in candidates:
             probe = probes.get(id(p))
             if probe is None:
                 continue
-            found = index.get(probe, [])
-            if crm_type == CrmType.CONTACT and p.company is not None and p.company[0] is not None:
+            found = index.get(probe.values, [])
+            if rule == "id":
+                pass  # an identity is not looked for under the person's company only
+            elif crm_type == CrmType.CONTACT and p.company is not None and p.company[0] is not None:
                 found = [r for r in found if r.company_id == p.company[0]]
             elif crm_type == CrmType.CONTACT and p.company is not None:
                 found = []  # under a company that is new in this import: nothing can match
             found = [r for r in found if (crm_type, r.id) not in self.claimed]
             if found:
                 p.record, p.matched = found[0], True
+                if id_label:
+                    p.notes.append(f"found by ID: {id_label} ({probe.raw})")
                 if len(found) > 1:
                     p.notes.append(f"{len(found)} records match; the oldest is used")
                 if action != "skip":
@@ -870,10 +561,21 @@ class Importer:
             p.outcome = "skip"
             p.reason = f"matches the existing {crm_type} {_record_name(p.record)}"
             return
+        if p.record is not None and p.link is not None and action == "skip" and self.settings.match(crm_type) == "id":
+            # Under the ID rule the link is the match: "skip" leaves records imported or linked before alone.
+            p.outcome = "skip"
+            p.reason = f"already linked to the existing {crm_type} {_record_name(p.record)} (ID rule: skip)"
+            return
+        label = self._label
         if p.record is None:
             p.outcome = "new"
+            for key, value in list(p.values.items()):
+                if not is_blank(value) and rules.contact_info_policy(self.settings, crm_type, key) == "ignore":
+                    what = rules.CONTACT_INFO_KINDS[rules.contact_info_kind(crm_type, key)].lower()
+                    p.notes.append(f"{label(crm_type, key)}: the ERP's {value} is not imported ({what}: ignore)")
+                    p.values[key] = _empty_value(crm_type, key)
             for item in self._refuse(p, {k: v for k, v in p.values.items() if not is_blank(v)}, None):
-                p.values[item.crm_key] = _EMPTY[crm_type].get(item.crm_key)
+                p.values[item.crm_key] = _empty_value(crm_type, item.crm_key)
             # an unticked checkbox is what a new record has anyway: not listed as a change
             p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v) and v is not False]
             problem = _required_problem(crm_type, p.values, None)
@@ -882,9 +584,22 @@ class Importer:
             # or replaced as chosen.
             merge = action == "merge"
             changes = []
+            spares: set[str] = set()
             for key, new in p.values.items():
+                policy = rules.contact_info_policy(self.settings, crm_type, key)
+                if policy is not None:  # a phone, e-mail or web site under its own policy
+                    more, note = rules.plan_contact_info(
+                        crm_type, p.record, key, new, policy, written=p.values.__contains__, taken=spares,
+                        label=functools.partial(label, crm_type))
+                    for change in more:
+                        if change[0] != key:
+                            p.sources[change[0]] = key
+                    changes.extend(more)
+                    if note:
+                        p.notes.append(note)
+                    continue
                 old = getattr(p.record, key)
-                if not isinstance(new, NewListItem) and same_value(old, new):
+                if not isinstance(new, NewListItem | NewCompany) and same_value(old, new):
                     continue
                 if merge and (not is_blank(old) or is_blank(new)):
                     continue
@@ -908,14 +623,19 @@ class Importer:
             p.notes = [note for note in p.notes if note not in left_out]
             p.refused = []
 
+    @staticmethod
+    def _label(crm_type: str, key: str) -> str:
+        spec = crm_field(crm_type, key)
+        return spec.label if spec is not None else key
+
     def _refuse(self, p: Planned, values: Mapping, record) -> list[Refused]:
         """The values (non-blank, about to be written) the CRM cannot hold (portal.services.crm_rules): noted on
         ``p`` and returned; the caller leaves them out. A value equal to the record's is accepted."""
         by_crm = {f.crm_key: f for f in p.spec.write}
         found = []
         for key, value in values.items():
-            f = by_crm.get(key)
-            if f is None or isinstance(value, NewListItem) or is_blank(value):
+            f = by_crm.get(key) or by_crm.get(p.sources.get(key, ""))
+            if f is None or isinstance(value, NewListItem | NewCompany) or is_blank(value):
                 continue  # company_id, list items this import creates; blank required fields: _required_problem
             current = getattr(record, key) if record is not None else MISSING
             problem = value_problem(p.crm_type, key, value, current=current, list_items=self.list_items_info)
@@ -952,6 +672,7 @@ class Importer:
             db.session.flush()
             for k, row in rows.items():
                 new_items[k].id = row.id
+        self._create_companies(planned)
         seen_mappings = set()
         for p in planned:
             if not p.writes:
@@ -967,13 +688,13 @@ class Importer:
         for p in planned:
             if not p.writes:
                 continue
-            values = {k: (v.id if isinstance(v, NewListItem) else v) for k, v in p.values.items()}
+            values = {k: (v.id if isinstance(v, NewListItem | NewCompany) else v) for k, v in p.values.items()}
             if p.outcome == "new":
                 p.record = p.spec.model(**values)
                 db.session.add(p.record)
             else:
                 for key, _old, new in p.changes:
-                    setattr(p.record, key, new.id if isinstance(new, NewListItem) else new)
+                    setattr(p.record, key, new.id if isinstance(new, NewListItem | NewCompany) else new)
         db.session.flush()
         # Links (the bulk equivalent of links.create_link: both sides were checked free by plan()).
         for p in planned:
@@ -984,7 +705,7 @@ class Importer:
             if p.link is None and p.stale_link is not None:
                 p.link = p.stale_link
                 p.link.crm_type, p.link.crm_id, p.link.base = p.crm_type, p.record.id, base
-                p.link.parent_erp_key = actor.get("ParentErpKey") or None
+                p.link.parent_erp_key = actor.get("ParentErpKey") or p.parent_base
                 p.link.erp_last_modified = actor.get("LastModified") or None
                 p.link.status, p.link.status_message = LinkStatus.OK, ""
                 p.link.last_synced_at, p.link.crm_synced_at = now, p.record.updated_at
@@ -993,7 +714,7 @@ class Importer:
             elif p.link is None:
                 p.link = Link(connection_id=self.connection_id, crm_type=p.crm_type, crm_id=p.record.id,
                               erp_actor_type=p.actor_type, erp_key=p.key,
-                              parent_erp_key=actor.get("ParentErpKey") or None,
+                              parent_erp_key=actor.get("ParentErpKey") or p.parent_base,
                               erp_last_modified=actor.get("LastModified") or None, base=base, status=LinkStatus.OK,
                               last_synced_at=now, crm_synced_at=p.record.updated_at,
                               last_result="Imported from the ERP", created_by_id=self.user_id,
@@ -1002,13 +723,37 @@ class Importer:
             else:
                 link = p.link
                 link.base = base
-                link.parent_erp_key = actor.get("ParentErpKey") or None
+                link.parent_erp_key = actor.get("ParentErpKey") or p.parent_base
                 link.erp_last_modified = actor.get("LastModified") or link.erp_last_modified
                 link.status, link.status_message = LinkStatus.OK, ""
                 link.last_synced_at, link.crm_synced_at = now, p.record.updated_at
                 link.last_result = "Updated by an import from the ERP"
         db.session.flush()
         self._log_changes(planned, now)
+
+    def _create_companies(self, planned: Sequence[Planned]) -> None:
+        """The companies this batch creates from persons' company names (before the contacts that refer to them),
+        each logged as a new record of the run (so the Done page and the sync log list it)."""
+        created: dict[int, tuple[NewCompany, Planned]] = {}
+        for p in planned:
+            target = p.values.get("company_id")
+            if p.writes and isinstance(target, NewCompany) and target.id is None:
+                created.setdefault(id(target), (target, p))
+        if not created:
+            return
+        rows = {k: Company(name=item.name) for k, (item, _p) in created.items()}
+        db.session.add_all(rows.values())
+        db.session.flush()
+        log_rows = []
+        for k, row in rows.items():
+            item, p = created[k]
+            item.id = row.id
+            log_rows.append(dict(run_id=self.run_id, connection_id=self.connection_id, crm_type=CrmType.COMPANY,
+                                 erp_actor_type=p.actor_type, erp_key=p.key, at=utcnow(), link_id=None,
+                                 crm_id=row.id, direction="to_crm", erp_field_key=self.settings.company_name_field,
+                                 crm_field_key="name", old_value=None, new_value=item.name, conflict=False,
+                                 other_value=None, rule=RULE_NEW))
+        db.session.connection().execute(insert(SyncChange.__table__), log_rows)
 
     def _base(self, p: Planned) -> dict:
         crm_now, crm_errors = crm_side(p.record, p.spec.fields, erp_now=p.erp_values)
@@ -1054,6 +799,8 @@ class Importer:
                                  new_value=item.erp_text, conflict=False, other_value=None,
                                  rule=item.message[:2000]))
             by_crm = {f.crm_key: f.erp_key for f in p.spec.write}
+            for spare, source in p.sources.items():
+                by_crm.setdefault(spare, by_crm.get(source, ""))
             rule = RULE_NEW if p.outcome == "new" else RULE_UPDATED
             for key, old, new in p.changes:
                 rows.append(dict(common, link_id=p.link.id, crm_id=p.record.id, direction="to_crm",
@@ -1066,7 +813,7 @@ class Importer:
 
     def text(self, crm_type: str, key: str, value, p: Planned | None = None) -> str | None:
         """A CRM value as text for the change log and the preview."""
-        if isinstance(value, NewListItem):
+        if isinstance(value, NewListItem | NewCompany):
             return value.name
         if key == "company_id" and p is not None and p.company is not None:
             return p.company[1]
@@ -1074,7 +821,7 @@ class Importer:
             return None
         if key == "company_id":
             return f"#{value}"
-        if key in _LIST_KEYS[crm_type]:
+        if (spec := crm_field(crm_type, key)) is not None and spec.type == CrmFieldType.LIST:
             return self.list_item_names.get(value, f"#{value}")
         if hasattr(value, "isoformat"):
             return value.isoformat()
@@ -1090,6 +837,13 @@ class Importer:
     def count(self, planned: Sequence[Planned]) -> None:
         for p in planned:
             self._count(p)
+        seen = set()
+        for p in planned:
+            target = p.values.get("company_id")
+            if p.writes and isinstance(target, NewCompany) and target.id is not None and target.id not in seen:
+                seen.add(target.id)
+                self.counts[CrmType.COMPANY]["new"] += 1
+                self.companies_from_names += 1
 
     def release(self, planned: Sequence[Planned]) -> None:
         """Forget the claims of a batch that was rolled back (its matches may be used again)."""
@@ -1123,6 +877,11 @@ class Importer:
     def after_commit(self, planned: Sequence[Planned]) -> None:
         """Make the items and mappings this batch created known to the next batches."""
         for p in planned:
+            if p.writes and p.company_name and p.company is not None and p.company[0] is not None:
+                self.name_companies[rules.norm_text(p.company[1])] = (p.company[0], p.company[1])
+            target = p.values.get("company_id")
+            if p.writes and isinstance(target, NewCompany) and target.id is not None:
+                self.name_companies[rules.norm_text(target.name)] = (target.id, target.name)
             if not p.writes:
                 continue
             for fid, key, _text, target in p.new_mappings:
@@ -1140,13 +899,15 @@ class Importer:
 
     def describe(self, p: Planned) -> list[tuple[str, str, str]]:
         """(label, old, new) of the fields the import would write, for the preview."""
-        labels = {c.key: c.label for c in CRM_FIELDS[p.crm_type]}
+        labels = {c.key: c.label for c in crm_fields(p.crm_type)}
         labels["company_id"] = "Company"
         rows = []
         for key, old, new in p.changes:
             new_text = self.text(p.crm_type, key, new, p) or ""
             if isinstance(new, NewListItem):
                 new_text += " (new list item)"
+            elif isinstance(new, NewCompany):
+                new_text += " (new company)"
             rows.append((labels.get(key, key), self.text(p.crm_type, key, old) or "", new_text))
         return rows
 
@@ -1160,6 +921,7 @@ class Importer:
             "errors": sum(c["error"] for c in self.counts.values()),
             "linked_existing": self.linked_existing,
             "list_items_added": self.items_added,
+            "companies_from_names": self.companies_from_names,
             "skip_reasons": dict(self.skip_reasons),
             "problems": list(self.problems),
             "problem_count": self.problem_count,
@@ -1171,14 +933,14 @@ class Importer:
         }
 
 
-_LIST_KEYS = {crm_type: frozenset(c.key for c in specs if c.type == CrmFieldType.LIST)
-              for crm_type, specs in CRM_FIELDS.items()}
-_TEXT_KEYS = {crm_type: frozenset(c.key for c in specs if c.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT))
-              for crm_type, specs in CRM_FIELDS.items()}
-# What a new record holds in a field left empty: '' for text, False for a checkbox (never blank), else None
-_EMPTY = {crm_type: {c.key: "" if c.key in _TEXT_KEYS[crm_type] else False if c.type == CrmFieldType.CHECKBOX
-                     else None for c in specs}
-          for crm_type, specs in CRM_FIELDS.items()}
+def _empty_value(crm_type: str, key: str):
+    """What a new record holds in a field left empty: '' for text, False for a checkbox (never blank), else None."""
+    spec = crm_field(crm_type, key)
+    if spec is None:
+        return None
+    if spec.type in (CrmFieldType.TEXT, CrmFieldType.LONGTEXT):
+        return ""
+    return False if spec.type == CrmFieldType.CHECKBOX else None
 
 
 def _by_parent(parents: Mapping, parent_type: str, parent_key: str):
@@ -1193,7 +955,7 @@ def _record_name(record) -> str:
 
 
 def _reason_kind(reason: str) -> str:
-    if reason.startswith("matches the existing"):
+    if reason.startswith(("matches the existing", "already linked to the existing")):
         return "duplicate skipped"
     if "company" in reason:
         return "company not in the CRM"
@@ -1212,8 +974,8 @@ def _required_problem(crm_type: str, values: Mapping, record) -> str:
         if is_blank(value("first_name")) and is_blank(value("last_name")):
             return "A contact needs a first name or a last name."
         return ""
-    for spec in CRM_FIELDS[crm_type]:
-        if spec.required and is_blank(value(spec.key)):
+    for spec in crm_fields(crm_type):
+        if spec.required and spec.type != CrmFieldType.CHECKBOX and is_blank(value(spec.key)):
             return f"{spec.label} is blank, and a {crm_type} needs one."
     return ""
 
@@ -1264,6 +1026,7 @@ def preview(connection: Connection, request: ImportRequest, page: int = 1, per_p
         spec = importer.spec_for(request.actor_type)
         if spec is None:
             raise ImportProblem("This actor type cannot be imported from this connection any more.")
+        check_settings(connection, request)
         db.session.commit()
         importer.fetch_list_texts(client)
         keys = selected_keys(connection, request, client)
@@ -1361,6 +1124,8 @@ def start_import(connection: Connection, request: ImportRequest, *, actor: User 
         raise ImportProblem("Select at least one actor to import.")
     if len(request.keys) > MAX_EXPLICIT_KEYS:
         raise ImportProblem(f"Tick at most {MAX_EXPLICIT_KEYS} rows, or select all results.")
+    request.settings.validate()
+    check_settings(connection, request)
     options = request.to_options()
     try:
         run, created = runs.request_run(connection.id, kind=RunKind.IMPORT, trigger="manual", requested_by=actor,
@@ -1449,6 +1214,7 @@ def execute_import(run_id: int) -> str | None:
         spec = importer.spec_for(request.actor_type)
         if spec is None:
             raise ImportProblem(f"{request.actor_type} actors are no longer set up to sync to the CRM.")
+        check_settings(connection, request)
         db.session.commit()
         importer.fetch_list_texts(client)
         keys = [k for k in selected_keys(connection, request, client)

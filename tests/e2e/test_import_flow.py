@@ -121,3 +121,39 @@ def test_admin_imports_ten_customers_with_their_persons(admin_page, live_server,
     expect(page).to_have_url(re.compile(f"/companies/{company_id}"))
     page.get_by_role("tab", name="ERP").click()
     expect(page.get_by_role("heading", name=f"Demo ERP: connected Customer {keys[0]}")).to_be_visible()
+
+
+@pytest.mark.live_server(scheduler=True)
+def test_phone_policy_add_keeps_the_crm_number_and_adds_the_erp_one(admin_page, live_server, demo_connection):
+    """Issue #18 point 3: "Phone numbers: Add" on a matched company is told in the preview and done by the run."""
+    page, base, app = admin_page, live_server.url, live_server.app
+    with app.app_context():
+        connection = db.session.get(Connection, demo_connection)
+        from portal.services.connectors import client_for
+
+        with client_for(connection.connector) as client:
+            [actor] = client.search_actors_advanced(connection.guid, "Customer", [], ["NAME", "PHONE"])[:1]
+        name, erp_phone = actor["FieldValues"]["NAME"], actor["FieldValues"].get("PHONE") or ""
+        company = Company(name=name, phone="+47 00 00 00 00")
+        db.session.add(company)
+        db.session.commit()
+        company_id = company.id
+    page.goto(f"{base}/settings/import/erp/search?connection_id={demo_connection}&actor_type=Customer")
+    page.get_by_role("button", name="Delete criterion 1").click()
+    page.get_by_role("button", name="Find", exact=True).click()
+    page.locator(f"#results tbody input[name='keys'][value='{actor['ErpKey']}']").check()
+    page.get_by_role("button", name="Next: settings").click()
+    page.get_by_label("Find duplicate companies by").select_option("name")
+    page.get_by_label("Phone numbers").select_option("add")
+    page.get_by_role("button", name="Next: preview").click()
+    table = page.locator("table.preview-table")
+    expect(table.get_by_text(re.compile("Telephone: keeps \\+47 00 00 00 00.*phone numbers: add"))).to_be_visible()
+    page.get_by_text("Options of this import").click()
+    expect(page.locator("#import-options")).to_contain_text("Add: fill an empty field")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile("^Done"))).to_be_visible(timeout=30000)
+    with app.app_context():
+        company = db.session.get(Company, company_id)
+        assert company.phone == "+47 00 00 00 00"
+        run = db.session.scalar(select(SyncRun).order_by(SyncRun.id.desc()))
+        assert run.options["settings"]["phone_policy"] == "add" and erp_phone

@@ -134,6 +134,8 @@ FIELDS: dict[str, list[dict]] = {
         field_metadata("PHONE_DIRECT", "Direct phone", max_length=30, rank=70),
         field_metadata("PHONE_MOBILE", "Mobile phone", max_length=30, rank=80),
         field_metadata("BIRTHDATE", "Birth date", "Date", rank=90),
+        field_metadata("COMPANYNAME", "Company name", max_length=100, rank=100,
+                       description="The company as the person gave it (an import can make a CRM company of it)"),
     ],
     "Project": [
         field_metadata("NAME", "Project name", max_length=100, access="Mandatory", rank=10),
