@@ -1,7 +1,13 @@
 """APScheduler 3.x as the clock of the web process.
 
 Guards (style-and-reliability.md §4.3): never under tests, never when PORTAL_SCHEDULER=off, never in the
-debug reloader's parent, and never in a second process (a non-blocking file lock in instance/).
+debug reloader's parent.
+
+Several processes (issue #19, ``jobs/leader.py``): every web process runs a scheduler, so the runs it queues
+(Sync now …) start at once in its own lanes, claimed with a conditional UPDATE — one process executes a run,
+whichever hands it out. The **clock jobs** (periodic dispatch and its sweep of stale queued runs, reaper, alerts,
+pruning, WAL checkpoint) do their work only in the **leader**: the holder of a PostgreSQL advisory lock, or on SQLite
+of the file lock in instance/ (as before). Non-leaders try again every ``PORTAL_SCHEDULER_LEADER_RETRY`` seconds.
 
 Bulkheads (docs/sync-engine.md §2, "Scheduling"): a cycle of runs is one coordinating job (executor ``cycles``)
 that starts each run in its connection's **lane** — a job ``sync-connection-<id>`` (``max_instances=1``) on the
@@ -13,13 +19,12 @@ handed out again by the dispatcher), so one slow or hanging connection holds one
 from __future__ import annotations
 
 import atexit
-import fcntl
 import itertools
 import logging
 import os
 import threading
 from concurrent.futures import Future
-from pathlib import Path
+from datetime import UTC, datetime
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -31,6 +36,7 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from jobs import leader as leadership_module
 from portal.database import CHECKPOINT_SECONDS
 from portal.services.sync import runs
 
@@ -41,6 +47,7 @@ _state: dict = {"app": None, "scheduler": None, "lock": None, "lanes": None}
 DISPATCH_SECONDS = 15
 REAP_SECONDS = 60
 PRUNE_SECONDS = 6 * 3600
+PRUNE_LIMITS_SECONDS = 600  # expired rate-limit counters (database:// storage)
 ALERT_SECONDS = 60
 SYNC_WORKERS = 4  # threads of the ``sync`` executor: connections that can sync side by side (config SYNC_WORKERS)
 LANE_PREFIX = "sync-connection-"
@@ -56,23 +63,23 @@ def scheduler() -> BackgroundScheduler | None:
     return _state["scheduler"]
 
 
-def _take_lock(instance_path: str):
-    path = Path(instance_path) / "scheduler.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - kept open for the life of the process: closing releases the lock
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        log.info("scheduler active in pid %s; this process will only enqueue", owner)
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+def is_leader() -> bool:
+    """Whether this process runs the clock jobs: it holds the leadership (``jobs/leader.py``). A process state
+    without an elector (a test driving the jobs directly) counts as the leader."""
+    elector = _state.get("lock")
+    return True if elector is None else bool(getattr(elector, "leader", True))
+
+
+def _on_leadership(leading: bool) -> None:
+    """Just became the leader: dispatch and reap now rather than at the jobs' next tick, so a takeover is quick."""
+    sched = _state.get("scheduler")
+    if not leading or sched is None or not sched.running:
+        return
+    now = datetime.now(UTC)
+    for job_id in ("reap-stale-runs", "dispatch-due-syncs"):
+        job = sched.get_job(job_id)
+        if job is not None:
+            job.modify(next_run_time=now)
 
 
 def lanes() -> Lanes | None:
@@ -178,12 +185,14 @@ def start_scheduler(app) -> BackgroundScheduler | None:
             return None
     if _state["scheduler"] is not None:
         return _state["scheduler"]
-    lock = _take_lock(app.instance_path)
-    if lock is None:
-        return None
     from jobs import tasks
 
-    _state.update(app=app, lock=lock)
+    elector = leadership_module.Elector(leadership_module.for_app(app), leadership_module.retry_seconds(app),
+                                        on_change=_on_leadership)
+    if not elector.tick():
+        log.info("scheduler in pid %s: not the leader (%s held elsewhere); it runs the runs it queues and tries "
+                 "again every %s s", os.getpid(), elector.leadership.describe(), elector.every)
+    _state.update(app=app, lock=elector)
     sched = build_scheduler()
     _state["lanes"] = Lanes(sched)
     sched.add_job(tasks.dispatch_due_syncs, "interval",
@@ -196,25 +205,35 @@ def start_scheduler(app) -> BackgroundScheduler | None:
                   replace_existing=True)
     sched.add_job(tasks.checkpoint_database, "interval", seconds=CHECKPOINT_SECONDS, id="checkpoint-database",
                   replace_existing=True)
+    sched.add_job(tasks.prune_rate_limits, "interval", seconds=PRUNE_LIMITS_SECONDS, id="prune-rate-limits",
+                  replace_existing=True)
     sched.start()
     _state["scheduler"] = sched
+    elector.start()
     runs.set_submitter(submit_cycle)  # services hand runs to this scheduler without importing jobs
-    atexit.register(lambda: sched.shutdown(wait=False) if sched.running else None)
-    log.info("scheduler started in pid %s", os.getpid())
+    atexit.register(_stop, sched, elector)
+    log.info("scheduler started in pid %s (%s)", os.getpid(), "leader" if elector.leader else "not the leader")
     return sched
 
 
+def _stop(sched: BackgroundScheduler, elector) -> None:
+    if sched.running:
+        sched.shutdown(wait=False)
+    elector.close()  # hand leadership over at once rather than when the connection drops
+
+
 def submit_run(run_id: int) -> bool:
-    """Run a queued sync (and its hub follow-ups) now if this process owns the scheduler; else the dispatcher
-    sweep picks it up."""
+    """Run a queued sync (and its hub follow-ups) now in this process's scheduler (leader or not); without one the
+    leader's dispatcher sweep picks it up."""
     return submit_cycle([run_id])
 
 
 def submit_cycle(run_ids: list[int]) -> bool:
     """Run queued syncs as a cycle: started in the order given (sync priority), each in its connection's lane,
     then the hub follow-ups — so a change pulled from one ERP reaches the other connections in the same cycle
-    (``engine.execute_cycle``). False without a scheduler in this process (then the dispatcher sweep of the
-    process that has one picks the runs up)."""
+    (``engine.execute_cycle``). Every process with a scheduler executes the runs it queues, leader or not: each run
+    is claimed by a conditional UPDATE, so it runs once. False without a scheduler in this process (then the
+    leader's dispatcher sweep picks the runs up once they are ``runs.STALE_QUEUED_SECONDS`` old)."""
     run_ids = [int(run_id) for run_id in run_ids]
     if not run_ids:
         return False

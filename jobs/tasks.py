@@ -1,10 +1,13 @@
-"""Scheduler jobs: module-level functions taking ids, each in its own app context, calling services only."""
+"""Scheduler jobs: module-level functions taking ids, each in its own app context, calling services only.
+
+The clock jobs (dispatch, reap, alerts, pruning, checkpoint) do nothing outside the scheduler leader
+(``jobs/leader.py``); the run jobs (cycles, lanes) run in whichever process was handed the runs."""
 
 from __future__ import annotations
 
 import logging
 
-from jobs.scheduler import current_app_for_jobs, lanes, submit_cycle
+from jobs.scheduler import current_app_for_jobs, is_leader, lanes, submit_cycle
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ def dispatch_due_syncs() -> None:
     sync-priority order (portal.services.sync.engine.execute_cycle); then the reconciles whose slot has come."""
     from portal.services.sync import runs
 
+    if not is_leader():
+        return
     queued = _in_context(runs.dispatch_due) or []
     if queued:
         submit_cycle(queued)
@@ -78,24 +83,44 @@ def run_in_lane(function, future=None):
 def reap_stale_runs() -> None:
     from portal.services.sync import runs
 
-    _in_context(runs.reap_stale)
+    if is_leader():
+        _in_context(runs.reap_stale)
 
 
 def send_alerts() -> None:
     from portal.services import alerts
 
-    _in_context(alerts.evaluate)
+    if is_leader():
+        _in_context(alerts.evaluate)
 
 
 def prune_sync_log() -> None:
     from portal.services.sync import runs
 
-    _in_context(runs.prune_log)
+    if is_leader():
+        _in_context(runs.prune_log)
+
+
+def prune_rate_limits() -> None:
+    """Delete rate-limit counters whose window ended (the database:// storage; nothing to do otherwise)."""
+    if is_leader():
+        _in_context(_prune_rate_limits)
+
+
+def _prune_rate_limits() -> int:
+    from flask import current_app
+
+    from portal.security import limit_storage
+
+    if not str(current_app.config.get("RATELIMIT_STORAGE_URI") or "").startswith(limit_storage.SCHEME + "://"):
+        return 0
+    return limit_storage.prune()
 
 
 def checkpoint_database() -> None:
     """SQLite: move the write-ahead log into the database file in the background (see portal.database)."""
-    _in_context(_checkpoint)
+    if is_leader():
+        _in_context(_checkpoint)
 
 
 def _checkpoint() -> None:

@@ -30,6 +30,11 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "PORTAL_ADMIN_PASSWORD": (None, "password of the first admin; generated and printed once if unset"),
     "PORTAL_DEMO_DATA": ("on", "on/off: seed demo CRM records and register the Demo ERP connector on first run"),
     "PORTAL_SCHEDULER": ("on", "on/off: run the sync scheduler in this process (only wsgi.py starts it)"),
+    "PORTAL_SCHEDULER_LEADER_RETRY": (
+        "5",
+        "seconds between a non-leader's attempts to become the scheduler leader (and the leader's check of its "
+        "lock); a dead leader is replaced within this, at most one sync interval",
+    ),
     "PORTAL_CONNECTOR_ALLOWED_NETWORKS": (
         "",
         "comma-separated CIDR networks connector URLs may resolve to; empty = any address except "
@@ -76,9 +81,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
         "hours a sign-in lasts at most, however active the user is (idle sessions end after 8 hours)",
     ),
     "PORTAL_RATELIMIT_STORAGE_URI": (
-        "memory://",
-        "where rate-limit counters live; memory:// is per process — with several processes use a shared one, "
-        "e.g. redis://host:6379",
+        None,
+        "where rate-limit counters live; default database:// (the portal's database, shared by every process) on "
+        "PostgreSQL and memory:// (per process) on SQLite; redis://host:6379 also works",
     ),
     "PORTAL_RATELIMIT_LOGIN": ("10/minute", "sign-in attempts per account and client address"),
     "PORTAL_RATELIMIT_LOGIN_ADDRESS": ("30/minute", "sign-in attempts per client address, whatever the account"),
@@ -124,10 +129,19 @@ def env_rate(name: str, value: str) -> str:
 def env_storage_uri(name: str, value: str) -> str:
     from limits.storage import SCHEMES
 
+    from portal.security import limit_storage  # noqa: F401  (registers database://)
+
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in SCHEMES:
-        raise ConfigError(f"{name} must be a storage URI such as memory:// or redis://host:6379, not {value!r}")
+        raise ConfigError(f"{name} must be a storage URI such as database://, memory:// or redis://host:6379, "
+                          f"not {value!r}")
     return value
+
+
+def default_storage_uri(database_url: str) -> str:
+    """Rate-limit counters shared by every process on PostgreSQL (several workers or hosts are expected there), in
+    memory on SQLite (one process)."""
+    return "database://" if database_url.startswith("postgresql") else "memory://"
 
 
 def check_admin_password(password: str | None, email: str | None) -> None:
@@ -200,6 +214,7 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "ADMIN_PASSWORD": get("PORTAL_ADMIN_PASSWORD"),
         "DEMO_DATA": env_bool("PORTAL_DEMO_DATA", get("PORTAL_DEMO_DATA")),
         "SCHEDULER": env_bool("PORTAL_SCHEDULER", get("PORTAL_SCHEDULER")),
+        "SCHEDULER_LEADER_RETRY": env_int("PORTAL_SCHEDULER_LEADER_RETRY", get("PORTAL_SCHEDULER_LEADER_RETRY"), 1),
         "CONNECTOR_ALLOWED_NETWORKS": networks,
         "CONNECTOR_TIMEOUT": env_int("PORTAL_CONNECTOR_TIMEOUT", get("PORTAL_CONNECTOR_TIMEOUT"), 1),
         "CONNECTOR_MAX_BYTES": env_int("PORTAL_CONNECTOR_MAX_BYTES", get("PORTAL_CONNECTOR_MAX_BYTES"), 1024),
@@ -216,7 +231,8 @@ def load_config(instance_path: str, environ: dict[str, str] | None = None) -> di
         "SESSION_MAX_HOURS": env_int("PORTAL_SESSION_MAX_HOURS", get("PORTAL_SESSION_MAX_HOURS"), 1),
         # Flask-Limiter's own setting (portal/security/limits.py)
         "RATELIMIT_STORAGE_URI": env_storage_uri("PORTAL_RATELIMIT_STORAGE_URI",
-                                                 get("PORTAL_RATELIMIT_STORAGE_URI")),
+                                                 get("PORTAL_RATELIMIT_STORAGE_URI")
+                                                 or default_storage_uri(database_url)),
         "LIMIT_LOGIN": env_rate("PORTAL_RATELIMIT_LOGIN", get("PORTAL_RATELIMIT_LOGIN")),
         "LIMIT_LOGIN_ADDRESS": env_rate("PORTAL_RATELIMIT_LOGIN_ADDRESS", get("PORTAL_RATELIMIT_LOGIN_ADDRESS")),
         "LIMIT_ERP_SEARCH": env_rate("PORTAL_RATELIMIT_ERP_SEARCH", get("PORTAL_RATELIMIT_ERP_SEARCH")),

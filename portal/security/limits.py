@@ -23,10 +23,10 @@ so a refused sign-in costs no password hash and writes no audit row.
 
 **Per app, per process.** One :data:`limiter` serves every app of the process, but each app gets its own counter
 storage when it is created (:func:`init_app`), looked up from the app in use — a test's app starts with fresh
-counters, and two apps never share them. The storage is ``RATELIMIT_STORAGE_URI`` (``PORTAL_RATELIMIT_STORAGE_URI``,
-default ``memory://``): in memory, counters are per process, right for the single gunicorn process the portal runs
-as; several processes (or hosts) must share one storage, e.g. ``redis://host:6379``, or each would allow the full
-rate.
+counters, and two apps never share them. The storage is ``RATELIMIT_STORAGE_URI`` (``PORTAL_RATELIMIT_STORAGE_URI``):
+by default ``database://`` on PostgreSQL — counters in the portal's own database (``limit_storage.py``), shared by
+every process and host — and ``memory://`` on SQLite (one process: counters in memory). ``redis://host:6379`` and
+the other storages of :mod:`limits` work as well.
 
 Failed sign-ins are also audited at most once per account+address per minute (:func:`audit_failed_login`); the
 failures in between are counted and reported by the next audit row for that account and address.
@@ -42,6 +42,8 @@ from flask import current_app, g, has_app_context, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits import RateLimitItemPerMinute
 
+from portal.security import limit_storage  # registers the database:// storage (and its table) with limits
+
 log = logging.getLogger(__name__)
 
 _EXTENSION_KEY = "portal_rate_limiter"
@@ -53,6 +55,8 @@ class PortalLimiter(Limiter):
     def init_app(self, app) -> None:
         super().init_app(app)
         # init_app built a new storage and strategy from this app's config: keep them with the app.
+        if isinstance(self._storage, limit_storage.DatabaseStorage):
+            self._storage.bind(app)  # database://: the counters live in this app's database
         app.extensions[_EXTENSION_KEY] = (self._storage, self._limiter)
 
     def _own(self):

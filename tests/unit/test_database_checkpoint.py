@@ -125,7 +125,7 @@ def test_start_scheduler_registers_the_checkpoint_job(tmp_path, fresh_scheduler_
     sched = scheduler.start_scheduler(_web_app(tmp_path))
     assert sched is not None and fresh_scheduler_state["scheduler"] is sched
     assert {job.id for job in sched.get_jobs()} == {"dispatch-due-syncs", "reap-stale-runs", "prune-sync-log",
-                                                    "checkpoint-database", "send-alerts"}
+                                                    "checkpoint-database", "send-alerts", "prune-rate-limits"}
     job = sched.get_job("checkpoint-database")
     assert job.func is tasks.checkpoint_database
     assert job.trigger.interval == timedelta(seconds=CHECKPOINT_SECONDS)
