@@ -32,6 +32,7 @@ from portal.admin import (  # noqa: E402,F401
     routes_audit,
     routes_connections,
     routes_connectors,
+    routes_fields,
     routes_import,
     routes_import_undo,
     routes_issues,

@@ -41,6 +41,7 @@ SETTINGS_NAV = (
     ("Users", "admin.user_list", "/settings/users", ("admin.user_",)),
     ("Groups", "admin.group_list", "/settings/groups", ("admin.group_",)),
     ("Lists", "admin.lists", "/settings/lists", ("admin.list",)),
+    ("Fields", "admin.fields", "/settings/fields", ("admin.field",)),
     ("Audit log", "admin.audit_log", "/settings/audit", ("admin.audit",)),
 )
 

@@ -3,7 +3,8 @@ what is valid, and its messages are put back on these fields by the routes. What
 in portal/services/crm_rules.py, which the import and the sync apply too: there are deliberately no WTForms
 validators here (an ``Email``/``URL``/``Length`` validator would be a second definition that can drift).
 
-Labels and maximum lengths come from ``CRM_FIELDS`` so the forms, the mapping screen and the sync agree. A CRM
+Labels and maximum lengths come from ``crm_fields()`` so the forms, the mapping screen and the sync agree; the
+user-defined fields an admin added are appended to each form class per request (``form_class``). A CRM
 checkbox is a ``BooleanField``; a whole or decimal number is typed as text (``NumberField``, ``inputmode`` numeric
 or decimal) and parsed by the service, which accepts a comma or a point as the decimal separator and refuses, with
 the field's message, what is not a number.
@@ -15,7 +16,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField, URLField
 from wtforms.validators import Optional
 
-from portal.models import CrmFieldType, CrmType, crm_field
+from portal.models import CrmField, CrmFieldType, CrmType, crm_field, user_crm_fields
 from portal.security.params import MAX_INT
 from portal.services.values import number_text
 
@@ -41,13 +42,21 @@ class RequiredMarker:
 
 
 def _text(crm_type: CrmType, key: str, field_class=StringField):
-    spec = crm_field(crm_type, key)
+    return _text_field(crm_field(crm_type, key), field_class)
+
+
+def _text_field(spec: CrmField, field_class=StringField):
     render_kw = {"maxlength": spec.max_length} if spec.max_length else {}
     return field_class(spec.label, validators=[RequiredMarker()] if spec.required else [], render_kw=render_kw)
 
 
 def _date(crm_type: CrmType, key: str):
-    return DateField(crm_field(crm_type, key).label, validators=[Optional()], format="%Y-%m-%d")
+    return _date_field(crm_field(crm_type, key))
+
+
+def _date_field(spec: CrmField):
+    validators = [Optional(), RequiredMarker()] if spec.required else [Optional()]
+    return DateField(spec.label, validators=validators, format="%Y-%m-%d")
 
 
 class NumberField(StringField):
@@ -71,15 +80,37 @@ def _checkbox(crm_type: CrmType, key: str):
 
 
 def _number(crm_type: CrmType, key: str):
-    spec = crm_field(crm_type, key)
+    return _number_field(crm_field(crm_type, key))
+
+
+def _number_field(spec: CrmField):
     mode = "numeric" if spec.type == CrmFieldType.INTEGER else "decimal"
-    return NumberField(spec.label, render_kw={"inputmode": mode, "autocomplete": "off"})
+    return NumberField(spec.label, validators=[RequiredMarker()] if spec.required else [],
+                       render_kw={"inputmode": mode, "autocomplete": "off"})
 
 
 def _list(crm_type: CrmType, key: str):
+    return _list_field(crm_field(crm_type, key))
+
+
+def _list_field(spec: CrmField):
     # Choices are filled per request from the list (portal.services.lists.choices); the service checks the
     # id belongs to the right list, so WTForms' own choice check is off.
-    return SelectField(crm_field(crm_type, key).label, coerce=optional_id, validate_choice=False, choices=[])
+    return SelectField(spec.label, validators=[RequiredMarker()] if spec.required else [], coerce=optional_id,
+                       validate_choice=False, choices=[])
+
+
+def _user_field(spec: CrmField):
+    """The form field of a user-defined field."""
+    if spec.type == CrmFieldType.TEXT:
+        return _text_field(spec)
+    if spec.type == CrmFieldType.DATE:
+        return _date_field(spec)
+    if spec.type == CrmFieldType.CHECKBOX:
+        return BooleanField(spec.label)
+    if spec.type == CrmFieldType.LIST:
+        return _list_field(spec)
+    return _number_field(spec)
 
 
 C, P, K = CrmType.COMPANY, CrmType.PROJECT, CrmType.CONTACT
@@ -153,6 +184,22 @@ class ProjectForm(FlaskForm):
 
 
 FORMS: dict[CrmType, type[FlaskForm]] = {C: CompanyForm, K: ContactForm, P: ProjectForm}
+
+USER_FIELDS_SECTION = "More fields"
+
+
+def form_class(crm_type: CrmType) -> type[FlaskForm]:
+    """The record type's form with its user-defined fields (named by their slot) appended."""
+    extra = {spec.key: _user_field(spec) for spec in user_crm_fields(crm_type)}
+    if not extra:
+        return FORMS[crm_type]
+    return type(f"{FORMS[crm_type].__name__}WithUserFields", (FORMS[crm_type],), extra)
+
+
+def sections(crm_type: CrmType) -> list[tuple[str, list[str]]]:
+    """``SECTIONS`` and, when there are any, the user-defined fields as a last section."""
+    keys = [spec.key for spec in user_crm_fields(crm_type)]
+    return SECTIONS[crm_type] + ([(USER_FIELDS_SECTION, keys)] if keys else [])
 
 # How the form and the detail page group the fields.
 SECTIONS: dict[CrmType, list[tuple[str, list[str]]]] = {

@@ -16,10 +16,10 @@ from flask import flash, g, render_template, request, url_for
 from flask_wtf import FlaskForm
 
 from portal.crm import bp
-from portal.crm.forms import FORMS, SECTIONS, form_data
+from portal.crm.forms import form_class, form_data, sections
 from portal.extensions import db
 from portal.htmx import redirect_for, vary_on_htmx, wants_partial
-from portal.models import CRM_FIELDS, Company, Contact, CrmFieldType, CrmType, Project
+from portal.models import Company, Contact, CrmFieldType, CrmType, ListItem, Project, crm_fields
 from portal.services import crm as crm_service
 from portal.services import lists as list_service
 from portal.services import record_sync_status
@@ -62,8 +62,9 @@ bp.after_request(vary_on_htmx)
 
 @bp.context_processor
 def _crm_globals():
-    return {"crm_kinds": KINDS, "field_labels": _FIELD_LABELS, "field_types": _FIELD_TYPES, "crm_sections": SECTIONS,
-            "number_text": _number_text}
+    return {"crm_kinds": KINDS, "field_labels": _field_labels, "field_types": _field_types, "crm_sections": sections,
+            "number_text": _number_text, "list_columns": _list_columns,
+            "list_item": _list_item}
 
 
 def _number_text(value) -> str:
@@ -74,9 +75,23 @@ def _number_text(value) -> str:
         return str(value)
 
 
-_FIELD_LABELS = {crm_type: {spec.key: spec.label for spec in specs} | ({"company_id": "Company"}
-                 if crm_type == CrmType.CONTACT else {}) for crm_type, specs in CRM_FIELDS.items()}
-_FIELD_TYPES = {crm_type: {spec.key: spec.type.value for spec in specs} for crm_type, specs in CRM_FIELDS.items()}
+def _list_item(item_id):
+    """The CRM list item of a user-defined list field's value (built-in list fields have relationships)."""
+    return db.session.get(ListItem, item_id) if isinstance(item_id, int) else None
+
+
+def _field_labels(crm_type: CrmType) -> dict[str, str]:
+    extra = {"company_id": "Company"} if crm_type == CrmType.CONTACT else {}
+    return {spec.key: spec.label for spec in crm_fields(crm_type)} | extra
+
+
+def _field_types(crm_type: CrmType) -> dict[str, str]:
+    return {spec.key: spec.type.value for spec in crm_fields(crm_type)}
+
+
+def _list_columns(crm_type: CrmType) -> list:
+    """The user-defined fields shown as columns of the record list (after the built-in columns)."""
+    return [spec for spec in crm_fields(crm_type) if spec.show_in_list]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -161,7 +176,7 @@ def _detail_view(kind: Kind, record_id: int):
 
 def _fill_choices(kind: Kind, form: FlaskForm, record=None) -> None:
     """Options of the list selects (non-deleted items + the record's current one) and the company select."""
-    for spec in CRM_FIELDS[kind.crm_type]:
+    for spec in crm_fields(kind.crm_type):
         if spec.type == CrmFieldType.LIST:
             current = getattr(record, spec.key, None)
             form[spec.key].choices = [("", "(none)")] + list_service.choices(spec.list_name, current)
@@ -179,11 +194,11 @@ def _render_form(kind: Kind, form: FlaskForm, record=None):
     carried = {key: value for key, value in request.args.items() if not key.startswith("_")}
     action = kind.url("edit", record) if record is not None else kind.url("create", **carried)
     return render_form("crm/form.html", "crm/_form.html", form, kind=kind, record=record, action=action,
-                       sections=SECTIONS[kind.crm_type])
+                       sections=sections(kind.crm_type))
 
 
 def _create_view(kind: Kind):
-    form = FORMS[kind.crm_type]()
+    form = form_class(kind.crm_type)()
     if request.method == "GET" and kind.crm_type == CrmType.CONTACT:
         form.company_id.data = _int_arg("company_id")
     _fill_choices(kind, form)
@@ -200,7 +215,7 @@ def _create_view(kind: Kind):
 
 def _edit_view(kind: Kind, record_id: int):
     record = get_or_404(kind.model, record_id)
-    form = FORMS[kind.crm_type](obj=record)
+    form = form_class(kind.crm_type)(obj=record)
     _fill_choices(kind, form, record)
     if form.validate_on_submit():
         try:

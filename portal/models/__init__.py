@@ -4,7 +4,7 @@ from portal.models.alerts import AlertChannel, AlertRule, AlertState
 from portal.models.api_tokens import API_SCOPES, ApiToken
 from portal.models.audit import AuditEvent
 from portal.models.crm import (
-    CRM_FIELDS,
+    BUILTIN_CRM_FIELDS,
     CRM_MODELS,
     CRM_TYPE_LABELS,
     Company,
@@ -16,6 +16,9 @@ from portal.models.crm import (
     ListItem,
     Project,
     crm_field,
+    crm_fields,
+    forget_user_fields,
+    user_crm_fields,
 )
 from portal.models.erp import (
     ACTOR_CRM_TYPE,
@@ -44,12 +47,14 @@ from portal.models.sync import (
     SyncJournal,
     SyncRun,
 )
+from portal.models.user_fields import UserField
 from portal.models.users import Role, User, UserGroup
 
 __all__ = [
-    "API_SCOPES", "ApiToken", "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "AlertChannel", "AlertRule", "AlertState", "CRM_FIELDS", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
+    "API_SCOPES", "ApiToken", "BUILTIN_CRM_FIELDS", "ACTIVE_RUN_STATUSES", "ACTOR_CRM_TYPE", "AlertChannel", "AlertRule", "AlertState", "CRM_MODELS", "CRM_PRIORITY_ID", "CRM_TYPE_LABELS",
     "ZERO_GUID", "ActorType", "ActorTypeConfig", "AuditEvent", "Company", "ConflictPolicy", "Connection",
     "ConnectionAccess", "Connector", "Contact", "CrmField", "CrmFieldType", "CrmList", "CrmType", "ErpField",
     "FieldAccess", "FieldType", "Link", "LinkStatus", "ListItem", "ListItemMapping", "Project", "Role",
-    "RunKind", "RunStatus", "SyncChange", "SyncIssueIgnore", "SyncJournal", "SyncRun", "SyncSettings", "User", "UserGroup", "crm_field",
+    "RunKind", "RunStatus", "SyncChange", "SyncIssueIgnore", "SyncJournal", "SyncRun", "SyncSettings", "User", "UserField", "UserGroup", "crm_field", "crm_fields",
+    "forget_user_fields", "user_crm_fields",
 ]

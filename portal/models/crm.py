@@ -1,8 +1,9 @@
 """The CRM records the ERP tab hangs on, their admin-editable lists, and the catalogue of their fields.
 
-``CRM_FIELDS`` is the single description of every mappable CRM field: the CRM forms, the mapping screen
-(type compatibility, automatic pre-mapping by ERP field key) and the sync engine (reading and writing values)
-all use it.
+``crm_fields(crm_type)`` is the single description of every mappable CRM field — the built-in ones
+(``BUILTIN_CRM_FIELDS``) followed by the user-defined ones an admin added (portal/models/user_fields.py): the CRM
+forms, the mapping screen (type compatibility, automatic pre-mapping by ERP field key), the import and the sync
+engine (reading and writing values) all use it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false
+from flask import g, has_app_context
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false, select
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import TimestampMixin
+from portal.models.user_fields import TEXT_MAX_LENGTH, UserField, UserFieldSlots
 
 
 class CrmType(StrEnum):
@@ -75,7 +78,7 @@ class WebAndPostalAddressMixin:
         return relationship(foreign_keys=f"[{cls.__name__}.country_id]")
 
 
-class Company(WebAndPostalAddressMixin, TimestampMixin, db.Model):
+class Company(WebAndPostalAddressMixin, UserFieldSlots, TimestampMixin, db.Model):
     __tablename__ = "company"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,7 +113,7 @@ class Company(WebAndPostalAddressMixin, TimestampMixin, db.Model):
         return f"{self.name} ({self.department})" if self.department else self.name
 
 
-class Contact(WebAndPostalAddressMixin, TimestampMixin, db.Model):
+class Contact(WebAndPostalAddressMixin, UserFieldSlots, TimestampMixin, db.Model):
     __tablename__ = "contact"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -140,7 +143,7 @@ class Contact(WebAndPostalAddressMixin, TimestampMixin, db.Model):
         return self.display_name
 
 
-class Project(TimestampMixin, db.Model):
+class Project(UserFieldSlots, TimestampMixin, db.Model):
     __tablename__ = "project"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -188,6 +191,8 @@ class CrmField:
     # ERP field keys that pre-map to this field (spec §3.5), compared case-insensitively.
     erp_aliases: tuple[str, ...] = ()
     required: bool = False
+    user_defined: bool = False  # an admin's field (its key is a slot column, udf_<type>_<n>)
+    show_in_list: bool = False  # a column of the record list (user-defined fields; built-in columns are fixed)
 
 
 def _t(key, label, length, *aliases, required=False):
@@ -206,7 +211,7 @@ _WEB_AND_POSTAL = (
     _t("postal_state", "Postal state", 80, "POSTALSTATE"),
 )
 
-CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
+BUILTIN_CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
     CrmType.COMPANY: (
         _t("name", "Name", 200, "NAME", required=True),
         _t("department", "Department", 120, "DEPARTMENT"),
@@ -260,8 +265,51 @@ CRM_FIELDS: dict[CrmType, tuple[CrmField, ...]] = {
 }
 
 
+_CACHE_KEY = "_user_crm_fields"
+
+
+def _user_field_spec(definition: UserField) -> CrmField:
+    return CrmField(definition.slot, definition.label, CrmFieldType(definition.field_type),
+                    TEXT_MAX_LENGTH if definition.field_type == CrmFieldType.TEXT else 0,
+                    definition.list_name if definition.field_type == CrmFieldType.LIST else None, (),
+                    definition.required, user_defined=True, show_in_list=definition.show_in_list)
+
+
+def user_crm_fields(crm_type: str) -> tuple[CrmField, ...]:
+    """The user-defined fields of a record type, in their rank order. Read once per request (or job: both run
+    in an app context of their own) and kept in ``g``; ``forget_user_fields`` drops that copy after a change.
+    Outside an app context (pure unit tests of the rules) there is no database, so only the built-in fields."""
+    if not has_app_context():
+        return ()
+    cached = g.get(_CACHE_KEY)
+    if cached is None:
+        cached = {crm_type: () for crm_type in CrmType}
+        rows = db.session.scalars(select(UserField).order_by(UserField.crm_type, UserField.rank, UserField.id))
+        for definition in rows:
+            if definition.crm_type in cached:
+                cached[definition.crm_type] += (_user_field_spec(definition),)
+        setattr(g, _CACHE_KEY, cached)
+    return cached[CrmType(crm_type)]
+
+
+def forget_user_fields() -> None:
+    if has_app_context():
+        g.pop(_CACHE_KEY, None)
+
+
+def crm_fields(crm_type: str) -> tuple[CrmField, ...]:
+    """Every field of a record type: the built-in ones, then the user-defined ones."""
+    crm_type = CrmType(crm_type)
+    return BUILTIN_CRM_FIELDS[crm_type] + user_crm_fields(crm_type)
+
+
 def crm_field(crm_type: str, key: str) -> CrmField | None:
-    for field in CRM_FIELDS[CrmType(crm_type)]:
+    crm_type = CrmType(crm_type)
+    for field in BUILTIN_CRM_FIELDS[crm_type]:
         if field.key == key:
             return field
+    if key.startswith("udf_"):
+        for field in user_crm_fields(crm_type):
+            if field.key == key:
+                return field
     return None

@@ -26,7 +26,6 @@ from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
     ACTOR_CRM_TYPE,
-    CRM_FIELDS,
     ZERO_GUID,
     ActorTypeConfig,
     Connection,
@@ -37,6 +36,7 @@ from portal.models import (
     FieldType,
     User,
     UserGroup,
+    crm_fields,
 )
 from portal.security import crypto
 from portal.services import audit
@@ -522,7 +522,7 @@ def _premap_target(crm_type: str, field_key: str, field_type: str) -> str | None
     from portal.services.values import compatible
 
     wanted = field_key.upper()
-    for crm_field in CRM_FIELDS[crm_type]:
+    for crm_field in crm_fields(crm_type):
         if wanted in crm_field.erp_aliases and compatible(field_type, crm_field.type)[0]:
             return crm_field.key
     return None

@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from portal.database import utcnow
 from portal.extensions import db
-from portal.models import CRM_FIELDS, CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project
+from portal.models import CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project, crm_fields
 from portal.security.params import bounded_int
 from portal.services import crm_rules, search_index
 
@@ -307,7 +307,7 @@ def clean(crm_type: str, data: Mapping, record=None) -> dict:
     creating = record is None
     errors: dict[str, str] = {}
     values: dict = {}
-    for spec in CRM_FIELDS[crm_type]:
+    for spec in crm_fields(crm_type):
         if spec.key not in data and not creating:
             continue
         raw = data.get(spec.key)

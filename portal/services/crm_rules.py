@@ -6,7 +6,7 @@ touched).
 Plain functions: no Flask request or app is needed, except to look up list items when no ``list_items`` mapping
 is passed (then the database is asked, which needs an app context).
 
-The rules, per field (``CRM_FIELDS`` in portal/models/crm.py):
+The rules, per field (``crm_fields()`` in portal/models/crm.py):
 
 * **blank** (None, ``''``, only spaces) is allowed, unless the field is *required* (company and project name);
   the contact's "first or last name" rule spans two fields and stays with the callers;
@@ -46,7 +46,7 @@ from sqlalchemy import select
 
 from portal.database import MAX_INT, utcnow
 from portal.extensions import db
-from portal.models import CRM_FIELDS, CrmField, CrmFieldType, CrmType, ListItem
+from portal.models import CrmField, CrmFieldType, CrmType, ListItem, crm_field
 
 __all__ = [
     "MAX_DECIMAL",
@@ -106,12 +106,9 @@ class ValueProblem:
     reason: str
 
 
-_SPECS: dict[tuple[str, str], CrmField] = {(t.value, f.key): f for t, fields in CRM_FIELDS.items() for f in fields}
-
-
 def _spec(crm_type: str, crm_key: str) -> tuple[str, CrmField]:
     crm_type = CrmType(crm_type).value  # ValueError for an unknown record type
-    spec = _SPECS.get((crm_type, crm_key))
+    spec = crm_field(crm_type, crm_key)
     if spec is None:
         raise KeyError(f"{crm_type} has no CRM field {crm_key!r}")
     return crm_type, spec
@@ -336,10 +333,11 @@ def check_crm_values(crm_type: str, values: Mapping[str, object], *, record=None
     Without ``list_items`` the list items are read in one query.
     """
     crm_type = CrmType(crm_type).value
-    checked = {key: value for key, value in values.items() if (crm_type, key) in _SPECS}
+    specs = {key: spec for key in values if (spec := crm_field(crm_type, key)) is not None}
+    checked = {key: value for key, value in values.items() if key in specs}
     if list_items is None:
         ids = [value for key, value in checked.items()
-               if _SPECS[(crm_type, key)].type == CrmFieldType.LIST and isinstance(value, int)]
+               if specs[key].type == CrmFieldType.LIST and isinstance(value, int)]
         list_items = load_list_items(ids) if ids else {}
     problems = {}
     for key, value in checked.items():

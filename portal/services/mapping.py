@@ -33,7 +33,6 @@ from portal.connectors.client import ConnectorError
 from portal.extensions import db
 from portal.models import (
     ACTIVE_RUN_STATUSES,
-    CRM_FIELDS,
     CRM_TYPE_LABELS,
     ActorTypeConfig,
     Connection,
@@ -47,6 +46,7 @@ from portal.models import (
     ListItemMapping,
     SyncRun,
     crm_field,
+    crm_fields,
 )
 from portal.models.crm import LIST_LABELS
 from portal.services import audit
@@ -232,7 +232,7 @@ def crm_choices(erp_field: ErpField, crm_type: str, used: Mapping[str, ErpField]
                 elsewhere: Mapping[tuple[str, str], str]) -> list[CrmChoice]:
     """Every CRM field of the record type, disabled (with the reason) where this ERP field cannot map to it."""
     choices = []
-    for target in CRM_FIELDS[crm_type]:
+    for target in crm_fields(crm_type):
         disabled, reason, note = False, "", ""
         ok, why = compatible(erp_field.field_type, target.type, target.label)
         user = used.get(target.key)

@@ -25,6 +25,11 @@ def _ids(app, world) -> dict:
     from portal.models import Company, Contact, Link, Project, SyncRun
 
     with app.app_context():
+        from portal.services import user_fields
+
+        # user-defined fields: the Fields page's table, a list column and a "More fields" section on companies
+        user_fields.create("company", label="Key account", field_type="checkbox", show_in_list=True)
+        user_fields.create("company", label="Tier", field_type="list", list_name="category")
         linked = set(db.session.scalars(select(Link.crm_id).where(Link.crm_type == "company")))
         free = db.session.scalar(select(Company.id).where(Company.id.not_in(linked)).order_by(Company.id))
         return {"connection": world["connection"], "company": world["company"], "free_company": free,
@@ -41,7 +46,8 @@ def _pages(ids: dict) -> list[str]:
         f"/projects/{ids['project']}", "/settings/sync", f"/settings/sync?connection={c}",
         "/settings/connections/new", f"/settings/connections/{c}/edit", f"/settings/connections/{c}/mappings",
         f"/settings/connections/{c}/list-mapping", f"/settings/connections/{c}/defaults",
-        f"/settings/connections/{c}/rank", "/settings/lists", "/settings/sync/log",
+        f"/settings/connections/{c}/rank", "/settings/lists", "/settings/fields", "/settings/fields/1/edit", "/settings/fields/1/delete",
+        "/settings/sync/log",
         f"/settings/sync/runs/{ids['run']}", "/settings/sync/issues", "/settings/sync/alerts",
         "/settings/sync/alerts/new", "/settings/import", "/settings/users", "/settings/users/new",
         "/settings/groups", "/settings/audit", "/account", "/demo-erp/", "/demo-erp/customers/",

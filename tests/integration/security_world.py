@@ -77,6 +77,7 @@ class World:
     sync_run: int
     import_run: int
     alert_rule: int = 0
+    user_field: int = 0  # a user-defined field of companies (Settings → Fields)
     extra_query: dict[str, dict] = field(default_factory=dict)
 
     def values(self, rule: Rule) -> dict:
@@ -89,6 +90,8 @@ class World:
             record = self.project
         run = self.import_run if endpoint.startswith("admin.import_") else self.sync_run
         field_id = self.list_field if endpoint.startswith("admin.list_mapping") else self.field
+        if endpoint.startswith("admin.field"):
+            field_id = self.user_field
         table = {
             "record_id": record, "crm_type": "company", "connection_id": self.connection, "actor_type": "Customer",
             "field_id": field_id, "user_id": self.target_user, "group_id": self.group, "run_id": run,
@@ -157,6 +160,9 @@ def build(fake) -> World:
                            on_state_change=True, daily_digest=False, active=True, digest_error="")
     db.session.add_all([sync_run, import_run, alert_rule])
     db.session.commit()
+    from portal.services import user_fields
+
+    user_field = user_fields.create("company", label="Key account", field_type="checkbox")
     # The Create form opens only from a search's results: the proof such a search hands the can-create persona
     # (the others are refused before the proof is looked at).
     from portal.erp_tab import search_proof
@@ -166,7 +172,7 @@ def build(fake) -> World:
     return World(users=users, target_user=target.id, group=group.id, connection=connection_id, company=company_id,
                  free_company=free.id, contact=contact.id, project=project.id, erp_key=erp_key, free_erp_key=free_key,
                  field=fields["name"], list_field=fields["country"], list_item=item.id, sync_run=sync_run.id,
-                 import_run=import_run.id, alert_rule=alert_rule.id,
+                 import_run=import_run.id, alert_rule=alert_rule.id, user_field=user_field.id,
                  extra_query={"erp_tab.compare": {"erp_key": free_key},
                               "erp_tab.create_form": {"nonce": nonce, "proof": proof},
                               "admin.default_new": {"field_id": fields["name"]},

@@ -177,6 +177,11 @@ RULES: dict[str, str] = {
     "admin.list_item_move": "admin",
     "admin.list_item_delete": "admin",
     "admin.list_item_restore": "admin",
+    "admin.fields": "admin",
+    "admin.field_add": "admin",
+    "admin.field_edit": "admin",
+    "admin.field_move": "admin",
+    "admin.field_delete": "admin",
     "admin.user_list": "admin",
     "admin.user_create": "admin",
     "admin.user_edit": "admin",
@@ -207,7 +212,7 @@ NOT_A_TEST = {404, 405}
 # POSTs that change the world the later cells see (with empty data: switch off, deactivate, delete …) run last, in
 # this order (a sign-out last of all).
 LAST = ("erp_tab.disconnect", "demo_erp.actor_delete", "admin.default_remove", "admin.mapping_unmap",
-        "admin.list_item_delete", "admin.group_delete", "admin.alert_delete", "crm.contact_delete", "crm.project_delete",
+        "admin.list_item_delete", "admin.field_delete", "admin.group_delete", "admin.alert_delete", "crm.contact_delete", "crm.project_delete",
         "crm.company_delete", "admin.mappings_switch", "admin.mappings_activation", "admin.connection_deactivate",
         "admin.connection_delete", "admin.connector_delete", "auth.logout")
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, select
 
 from portal.extensions import db
-from portal.models import CRM_FIELDS, Company, CrmFieldType, CrmList, CrmType, ListItem
+from portal.models import BUILTIN_CRM_FIELDS, Company, CrmFieldType, CrmList, CrmType, ListItem
 from portal.services import crm_rules
 from portal.services.crm_rules import (
     MISSING,
@@ -96,7 +96,7 @@ def test_a_javascript_url_is_named_in_the_reason():
 
 
 def test_every_text_field_holds_its_column_length_and_no_more():
-    for crm_type, specs in CRM_FIELDS.items():
+    for crm_type, specs in BUILTIN_CRM_FIELDS.items():
         for spec in specs:
             if spec.type != CrmFieldType.TEXT or spec.key in ("email", "url"):
                 continue
@@ -140,7 +140,7 @@ def test_text_fields_hold_text_only():
 
 
 def test_blank_is_allowed_in_every_field_that_is_not_required():
-    for crm_type, specs in CRM_FIELDS.items():
+    for crm_type, specs in BUILTIN_CRM_FIELDS.items():
         for spec in specs:
             for blank in (None, "", "   "):
                 if not spec.required and spec.type != CrmFieldType.CHECKBOX:  # a checkbox is never blank

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.models import CRM_FIELDS, CrmFieldType, crm_field
+from portal.models import BUILTIN_CRM_FIELDS, CrmFieldType, crm_field
 from portal.services import crm as crm_service
 from portal.services.crm_rules import MAX_DECIMAL, MAX_INTEGER, check_crm_value, value_problem
 
@@ -23,7 +23,7 @@ def test_the_new_fields_are_in_the_catalogue():
     assert crm_field("company", "credit_limit").type == CrmFieldType.DECIMAL
     assert crm_field("contact", "no_mailings").type == CrmFieldType.CHECKBOX
     assert crm_field("project", "completed").type == CrmFieldType.CHECKBOX
-    for specs in CRM_FIELDS.values():
+    for specs in BUILTIN_CRM_FIELDS.values():
         for spec in specs:
             if spec.type in (CrmFieldType.CHECKBOX, CrmFieldType.INTEGER, CrmFieldType.DECIMAL):
                 assert not spec.erp_aliases and not spec.required and not spec.max_length

@@ -106,7 +106,7 @@ def test_crm_choices_offer_only_fields_whose_type_fits(ctx, key, enabled):
     connection = build()
     erp_field = field(connection, key)
     choices = {c.key: c for c in mapping.crm_choices(erp_field, "company", {}, {})}
-    assert set(choices) == {f.key for f in mapping.CRM_FIELDS["company"]}  # every CRM field is listed
+    assert set(choices) == {f.key for f in mapping.crm_fields("company")}  # every CRM field is listed
     for crm_key in enabled:
         assert not choices[crm_key].disabled
     for choice in choices.values():

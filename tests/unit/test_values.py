@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.models.crm import CRM_FIELDS, CrmFieldType
+from portal.models.crm import BUILTIN_CRM_FIELDS, CrmFieldType
 from portal.models.erp import FieldType
 from portal.services.values import (
     ConversionError,
@@ -153,7 +153,7 @@ def test_compatible_unknown_types():
 
 
 def test_every_crm_field_type_in_catalogue_is_known():
-    for fields in CRM_FIELDS.values():
+    for fields in BUILTIN_CRM_FIELDS.values():
         for crm_field in fields:
             assert any(compatible(ft, crm_field.type)[0] for ft in FieldType)
 
