@@ -4,7 +4,8 @@ where nobody has changed them since. Business rules only (no ``request``).
 What the run did is read back from the database:
 
 * the records it **created**: its ``SyncChange`` rows with rule ``importer.RULE_NEW`` (a new record always has
-  at least its name written, so at least one row);
+  at least its name written, so at least one row); a company created from a person's company name is logged under
+  that person's actor and has no link of its own;
 * the **links** it made: ``Link.import_run_id``, which the importer sets when it creates a link or re-points a
   link left behind by a deleted record (``Importer.apply``).
 
@@ -35,6 +36,7 @@ from portal.database import utcnow
 from portal.extensions import db
 from portal.models import (
     CRM_MODELS,
+    ActorType,
     Connection,
     Contact,
     CrmType,
@@ -159,11 +161,15 @@ def plan(run: SyncRun) -> UndoPlan:
 
     # The records the run created, with the ERP actor each came from.
     created: dict[tuple[str, int], str] = {}
-    for crm_type, crm_id, erp_key in db.session.execute(
-            select(SyncChange.crm_type, SyncChange.crm_id, SyncChange.erp_key)
+    # companies created from a person's company name (import option): logged under the person's actor, never linked
+    from_names: set[tuple[str, int]] = set()
+    for crm_type, crm_id, erp_key, actor_type in db.session.execute(
+            select(SyncChange.crm_type, SyncChange.crm_id, SyncChange.erp_key, SyncChange.erp_actor_type)
             .where(SyncChange.run_id == run.id, SyncChange.direction == "to_crm", SyncChange.rule == RULE_NEW)
             .distinct()):
         created.setdefault((crm_type, crm_id), erp_key)
+        if crm_type == CrmType.COMPANY and actor_type == ActorType.PERSON:
+            from_names.add((crm_type, crm_id))
     records: dict[tuple[str, int], object] = {}
     for crm_type in CRM_MODELS:
         ids = sorted(i for t, i in created if t == crm_type)
@@ -227,7 +233,7 @@ def plan(run: SyncRun) -> UndoPlan:
             other_run, at = later[key]
             reason = (f"written by run #{other_run} on {_when(at)}, after the import" if other_run
                       else f"written by a sync on {_when(at)}, after the import")
-        elif not reason and mine is None:
+        elif not reason and mine is None and key not in from_names:
             reason = "disconnected from the ERP since the import"
         if reason:
             kept[key] = reason

@@ -213,6 +213,25 @@ def test_persons_without_a_company_get_one_from_their_company_name(app, fake, co
     assert again.status == RunStatus.SUCCEEDED and len(companies(app)) == 2 and len(contacts(app)) == 3
 
 
+def test_undo_removes_a_company_made_from_a_name_with_its_contacts(app, fake, connection_id):
+    from portal.models import SyncRun
+    from portal.services import import_undo
+
+    keys = [fake.add_actor("Person", {"lastname": "Berg", "crmref": "Nordic AS"}),
+            fake.add_actor("Person", {"lastname": "Dahl", "crmref": "Nordic AS"})]
+    run = run_import(app, connection_id, "Person", keys=keys, person_policy="skip", company_from_name=True,
+                     company_name_field="crmref")
+    assert run.status == RunStatus.SUCCEEDED, run.message
+    with app.app_context():
+        plan = import_undo.plan(db.session.get(SyncRun, run.id))
+        # the company has no link of its own (it came from a name, not an ERP customer): not "disconnected"
+        assert [(i.crm_type, i.name) for i in plan.kept] == []
+        assert sorted((i.crm_type, i.name) for i in plan.remove) == [
+            ("company", "Nordic AS"), ("contact", "Berg"), ("contact", "Dahl")]
+        import_undo.undo(run.id)
+    assert companies(app) == [] and contacts(app) == []
+
+
 def test_add_anyway_creates_one_company_per_name(app, fake, connection_id):
     add_record(app, Company, name="Nordic AS")
     keys = [fake.add_actor("Person", {"lastname": n, "crmref": "Nordic AS"}) for n in ("Berg", "Dahl")]
