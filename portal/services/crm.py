@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project, crm_fields
+from portal.models.user_fields import slot_keys
 from portal.security.params import bounded_int
 from portal.services import crm_rules, search_index
 
@@ -114,11 +115,14 @@ def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE
 # ---------------------------------------------------------------------------------------------------------
 # Search
 
+# the text fields a user may define are searched too (a free slot is blank)
+_USER_TEXT = tuple(slot_keys("text"))
 SEARCH_COLUMNS = {
     CrmType.COMPANY: (Company.name, Company.number, Company.code, Company.postal_city, Company.street_city,
-                      Company.email),
-    CrmType.CONTACT: (Contact.first_name, Contact.middle_name, Contact.last_name, Contact.email, Company.name),
-    CrmType.PROJECT: (Project.name, Project.number),
+                      Company.email, *(getattr(Company, key) for key in _USER_TEXT)),
+    CrmType.CONTACT: (Contact.first_name, Contact.middle_name, Contact.last_name, Contact.email,
+                      *(getattr(Contact, key) for key in _USER_TEXT), Company.name),
+    CrmType.PROJECT: (Project.name, Project.number, *(getattr(Project, key) for key in _USER_TEXT)),
 }
 ORDER = {
     CrmType.COMPANY: (Company.name, Company.department, Company.id),

@@ -44,18 +44,23 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from portal.extensions import db
+from portal.models.user_fields import slot_keys
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "\x1f"  # whitespace to str.split(): never inside a search term
 MIN_INDEXED = 3  # the trigram tokenizer indexes substrings of 3 characters and more
 
-# The searched columns of each record type, as crm.SEARCH_COLUMNS (a test checks they agree).
-COLUMNS = {
+# The searched columns of each record type, as crm.SEARCH_COLUMNS (a test checks they agree): the built-in ones
+# (as the index was first built, revision d2f4a6c8e0b1) and the text slots of user-defined fields (e5a7c9b1d3f4;
+# a free slot is blank, so only defined fields' values are ever found).
+BASE_COLUMNS = {
     "company": ("name", "number", "code", "postal_city", "street_city", "email"),
     "contact": ("first_name", "middle_name", "last_name", "email"),  # + the company's name
     "project": ("name", "number"),
 }
+COLUMNS = {crm_type: columns + tuple(slot_keys("text")) for crm_type, columns in BASE_COLUMNS.items()}
+Columns = dict[str, tuple[str, ...]]
 TABLES = {crm_type: f"{crm_type}_search" for crm_type in COLUMNS}
 _FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 PG_INDEXES = {"company": "ix_company_search_trgm", "contact": "ix_contact_search_trgm",
@@ -69,34 +74,36 @@ _SQLITE_TRIGGERS = [f"{crm_type}_search_{suffix}" for crm_type in COLUMNS for su
 # SQLite: FTS5 tables and triggers
 
 
-def _sqlite_text(crm_type: str, row: str, company_name: str | None = None) -> str:
+def _sqlite_text(crm_type: str, row: str, company_name: str | None = None, columns: Columns | None = None) -> str:
     """The SQL of one record's search text (``row`` = new / old / a table alias)."""
-    parts = [f"lower(coalesce({row}.{column}, ''))" for column in COLUMNS[crm_type]]
+    parts = [f"lower(coalesce({row}.{column}, ''))" for column in (columns or COLUMNS)[crm_type]]
     if crm_type == "contact":
         name = company_name or f"(SELECT company.name FROM company WHERE company.id = {row}.company_id)"
         parts.append(f"lower(coalesce({name}, ''))")
     return " || char(31) || ".join(parts)
 
 
-def sqlite_statements(crm_type: str) -> list[str]:
-    """CREATE statements of ``crm_type``'s FTS5 table and triggers (idempotent)."""
+def sqlite_statements(crm_type: str, searched: Columns | None = None) -> list[str]:
+    """CREATE statements of ``crm_type``'s FTS5 table and triggers (idempotent); ``searched``: the columns as of a
+    migration (default: ``COLUMNS``)."""
+    searched = searched or COLUMNS
     fts = TABLES[crm_type]
-    columns = ", ".join((*COLUMNS[crm_type], "company_id") if crm_type == "contact" else COLUMNS[crm_type])
+    columns = ", ".join((*searched[crm_type], "company_id") if crm_type == "contact" else searched[crm_type])
     statements = [
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(text, tokenize = 'trigram case_sensitive 1')",
         f"CREATE TRIGGER IF NOT EXISTS {fts}_ai AFTER INSERT ON {crm_type} BEGIN "
-        f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new')}); END",
+        f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new', columns=searched)}); END",
         # only when a searched value really changed: the sync engine's UPDATEs name every mapped column, and
         # re-folding unchanged texts cost the sync about as much as its own writes
         f"CREATE TRIGGER IF NOT EXISTS {fts}_au AFTER UPDATE OF id, {columns} ON {crm_type} "
         f"WHEN {' OR '.join(f'old.{c} IS NOT new.{c}' for c in ('id', *columns.split(', ')))} BEGIN "
         f"DELETE FROM {fts} WHERE rowid = old.id; "
-        f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new')}); END",
+        f"INSERT INTO {fts}(rowid, text) VALUES (new.id, {_sqlite_text(crm_type, 'new', columns=searched)}); END",
         f"CREATE TRIGGER IF NOT EXISTS {fts}_ad AFTER DELETE ON {crm_type} BEGIN "
         f"DELETE FROM {fts} WHERE rowid = old.id; END",
     ]
     if crm_type == "company":  # a contact's search text holds its company's name
-        contact_text = _sqlite_text("contact", "contact", company_name="new.name")
+        contact_text = _sqlite_text("contact", "contact", company_name="new.name", columns=searched)
         statements.append(
             "CREATE TRIGGER IF NOT EXISTS company_search_contacts_au AFTER UPDATE OF name ON company "
             "WHEN old.name IS NOT new.name BEGIN "
@@ -106,17 +113,18 @@ def sqlite_statements(crm_type: str) -> list[str]:
     return statements
 
 
-def create_sqlite(connection: Connection, *, fill: bool = True) -> None:
+def create_sqlite(connection: Connection, *, fill: bool = True, columns: Columns | None = None) -> None:
     """Create (if missing) the FTS5 tables and triggers; ``fill`` rebuilds each table from its records."""
     for crm_type in COLUMNS:
-        for statement in sqlite_statements(crm_type):
+        for statement in sqlite_statements(crm_type, columns):
             connection.exec_driver_sql(statement)
     if fill:
         for crm_type in COLUMNS:
             fts = TABLES[crm_type]
             connection.exec_driver_sql(f"DELETE FROM {fts}")
             connection.exec_driver_sql(f"INSERT INTO {fts}(rowid, text) "
-                                       f"SELECT id, {_sqlite_text(crm_type, crm_type)} FROM {crm_type}")
+                                       f"SELECT id, {_sqlite_text(crm_type, crm_type, columns=columns)} "
+                                       f"FROM {crm_type}")
             connection.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
 
 
@@ -131,10 +139,11 @@ def drop_sqlite(connection: Connection) -> None:
 # PostgreSQL: pg_trgm expression indexes
 
 
-def pg_expression(crm_type: str, qualifier: str = "") -> str:
+def pg_expression(crm_type: str, qualifier: str = "", columns: Columns | None = None) -> str:
     """The search expression of ``crm_type`` (the columns joined with U+001F; without the company's name)."""
     prefix = f"{qualifier}." if qualifier else ""
-    return "(" + " || E'\\x1f' || ".join(f"coalesce({prefix}{column}, '')" for column in COLUMNS[crm_type]) + ")"
+    return "(" + " || E'\\x1f' || ".join(f"coalesce({prefix}{column}, '')"
+                                         for column in (columns or COLUMNS)[crm_type]) + ")"
 
 
 def pg_company_name(qualifier: str = "") -> str:
@@ -156,13 +165,13 @@ def has_pg_trgm(connection: Connection) -> bool:
         return False
 
 
-def create_postgresql(connection: Connection) -> bool:
+def create_postgresql(connection: Connection, columns: Columns | None = None) -> bool:
     """Create (if missing) the GIN trigram indexes; False when pg_trgm is not available."""
     if not has_pg_trgm(connection):
         return False
     for crm_type, index in PG_INDEXES.items():
         connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {crm_type} "
-                                   f"USING gin ({pg_expression(crm_type)} gin_trgm_ops)")
+                                   f"USING gin ({pg_expression(crm_type, columns=columns)} gin_trgm_ops)")
     connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {PG_COMPANY_NAME_INDEX} ON company "
                                f"USING gin ({pg_company_name()} gin_trgm_ops)")
     return True
@@ -177,11 +186,13 @@ def drop_postgresql(connection: Connection) -> None:
 # Schema hooks
 
 
-def create(connection: Connection, *, fill: bool = True) -> None:
+def create(connection: Connection, *, fill: bool = True, columns: Columns | None = None) -> None:
+    """The index for the searched ``columns`` (default ``COLUMNS``; a migration passes the columns as of its
+    revision)."""
     if connection.dialect.name == "sqlite":
-        create_sqlite(connection, fill=fill)
+        create_sqlite(connection, fill=fill, columns=columns)
     elif connection.dialect.name == "postgresql":
-        create_postgresql(connection)
+        create_postgresql(connection, columns=columns)
 
 
 def drop(connection: Connection) -> None:

@@ -135,6 +135,17 @@ def test_the_record_form_details_and_list_show_and_save_user_fields(app, user_cl
     assert re.search(r"<td>Yes</td>\s*<td>NORD</td>", listing)
 
 
+def test_the_search_box_finds_records_by_their_text_user_fields(app, user_client, fields):
+    with app.app_context():
+        db.session.add_all([Company(name="Acme AS", udf_text_1="Fjordline"), Company(name="Other AS")])
+        db.session.commit()
+    listing = _text(user_client.get("/companies?q=FJORDL"))
+    assert "Acme AS" in listing and "Other AS" not in listing
+    with app.app_context():  # deleting the field blanks it: the value is no longer found
+        service.delete(db.session.scalar(select(UserField).where(UserField.label == "Region code")))
+    assert "Acme AS" not in _text(user_client.get("/companies?q=fjordline"))
+
+
 @pytest.mark.parametrize("data, field, message", [
     ({"udf_text_1": ""}, "udf_text_1", "Region code is required."),
     ({"udf_text_1": "N", "udf_integer_1": "twelve"}, "udf_integer_1", "Enter seats as a whole number"),

@@ -23,7 +23,8 @@ depends_on = None
 def upgrade():
     from portal.services import search_index
 
-    search_index.create(op.get_bind(), fill=True)
+    # the columns searched as of this revision (user-defined text fields joined them in e5a7c9b1d3f4)
+    search_index.create(op.get_bind(), fill=True, columns=search_index.BASE_COLUMNS)
 
 
 def downgrade():

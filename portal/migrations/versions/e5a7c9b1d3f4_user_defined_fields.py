@@ -2,9 +2,9 @@
 
 Issue #18: an admin defines fields of type text, whole number, decimal, checkbox, date or list on each record type;
 each definition claims one slot column of its type (portal/models/user_fields.py, docs/decisions.md). Existing
-records start blank: '' for text, False for checkboxes, NULL otherwise. On SQLite, batch mode copies the tables (a
-foreign key cannot be added in place), and a contact's search trigger names the company table: the search index
-is dropped first and recreated (and refilled) at the end.
+records start blank: '' for text, False for checkboxes, NULL otherwise. The CRM search index (d2f4a6c8e0b1) is
+rebuilt to search the text slots too: dropped first (on SQLite batch mode copies the tables — a foreign key cannot
+be added in place — and a contact's search trigger names the company table) and recreated and refilled at the end.
 
 Revision ID: e5a7c9b1d3f4
 Revises: d2f4a6c8e0b1
@@ -41,16 +41,17 @@ def _columns(table: str):
                 yield sa.Column(name, sql_type, nullable=True)
 
 
-def _drop_sqlite_search_index():
-    if op.get_bind().dialect.name == "sqlite":
-        from portal.services import search_index
-        search_index.drop_sqlite(op.get_bind())
+def _drop_search_index():
+    from portal.services import search_index
+    search_index.drop(op.get_bind())
 
 
-def _create_sqlite_search_index():
-    if op.get_bind().dialect.name == "sqlite":
-        from portal.services import search_index
-        search_index.create_sqlite(op.get_bind())
+def _create_search_index(with_user_fields: bool):
+    from portal.services import search_index
+    columns = {crm_type: base + ((*(f"udf_text_{n}" for n in range(1, SLOTS["text"] + 1)),) if with_user_fields
+                                 else ())
+               for crm_type, base in search_index.BASE_COLUMNS.items()}
+    search_index.create(op.get_bind(), fill=True, columns=columns)
 
 
 def upgrade():
@@ -73,16 +74,16 @@ def upgrade():
     with op.batch_alter_table('user_field', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_field_crm_type'), ['crm_type'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_field_updated_at'), ['updated_at'], unique=False)
-    _drop_sqlite_search_index()
+    _drop_search_index()
     for table in TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             for column in _columns(table):
                 batch_op.add_column(column)
-    _create_sqlite_search_index()
+    _create_search_index(with_user_fields=True)
 
 
 def downgrade():
-    _drop_sqlite_search_index()
+    _drop_search_index()
     for table in TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             for column in reversed(list(_columns(table))):
@@ -93,4 +94,4 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_user_field_updated_at'))
         batch_op.drop_index(batch_op.f('ix_user_field_crm_type'))
     op.drop_table('user_field')
-    _create_sqlite_search_index()
+    _create_search_index(with_user_fields=False)
