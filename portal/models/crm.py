@@ -303,13 +303,22 @@ def crm_fields(crm_type: str) -> tuple[CrmField, ...]:
     return BUILTIN_CRM_FIELDS[crm_type] + user_crm_fields(crm_type)
 
 
+_BUILTIN_BY_KEY: dict[tuple[str, str], CrmField] = {
+    (crm_type.value, field.key): field for crm_type, fields in BUILTIN_CRM_FIELDS.items() for field in fields}
+
+
 def crm_field(crm_type: str, key: str) -> CrmField | None:
-    crm_type = CrmType(crm_type)
-    for field in BUILTIN_CRM_FIELDS[crm_type]:
-        if field.key == key:
-            return field
+    """The field ``key`` of a record type, built-in or user-defined (a dict lookup: the sync calls it per value)."""
+    found = _BUILTIN_BY_KEY.get((crm_type, key))
+    if found is not None:
+        return found
     if key.startswith("udf_"):
         for field in user_crm_fields(crm_type):
             if field.key == key:
                 return field
+    elif crm_type not in _CRM_TYPE_VALUES:
+        CrmType(crm_type)  # ValueError for an unknown record type, as before
     return None
+
+
+_CRM_TYPE_VALUES = frozenset(crm_type.value for crm_type in CrmType)

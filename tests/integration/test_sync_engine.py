@@ -473,10 +473,13 @@ def test_the_benchmark_still_runs(tmp_path):
     assert results[0]["calls"] == 1 and results[0]["records"] == 0
     assert results[1]["calls"] == 1 and results[1]["records"] == 0  # without a CRM mark: every link read
     assert results[2]["records"] == 40 and results[2]["to_crm"] == 20 and results[2]["to_erp"] == 20
-    assert "| Scenario" in out.getvalue() and "Portal ÷ connector" in out.getvalue()
+    assert "| Scenario" in out.getvalue() and "Portal ÷ floor" in out.getvalue()
     assert "medians of 2 invocations" in out.getvalue() and out.getvalue().count("setup:") == 2
     change = results[2]
     assert change["portal_seconds"] > 0 and change["connector_seconds"] > 0
+    # the floor replayed the run's own statements (bench/floor.py): some reads and writes, in transactions
+    assert change["floor_seconds"] > 0 and change["statements"] > 10 and change["commits"] > 1
+    assert change["ratio"] > 0  # the median of each invocation's portal ÷ floor
 
 
 def test_persons_and_projects_sync_with_dates_numbers_and_lists(ctx, fake):

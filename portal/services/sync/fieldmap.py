@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from portal.models import ActorTypeConfig, CrmFieldType, crm_field
+from portal.models import ActorTypeConfig, CrmFieldType, FieldType, crm_field
 from portal.services.sync.merge import FieldRule
 from portal.services.values import (
     ConversionError,
@@ -56,7 +56,9 @@ def mapped_fields(config: ActorTypeConfig, *, synced_only: bool = False) -> list
         to_erp = erp_field.sync_to_erp and not erp_field.read_only
         if synced_only and not (erp_field.sync_to_crm or to_erp):
             continue
-        list_map = {m.erp_item_key: m.crm_item_id for m in erp_field.list_mappings}
+        # only a List field has item mappings (reading them for every field was a query per field and run)
+        list_map = ({m.erp_item_key: m.crm_item_id for m in erp_field.list_mappings}
+                    if erp_field.field_type == FieldType.LIST else {})
         result.append(MappedField(
             erp_key=erp_field.field_key, erp_type=erp_field.field_type, erp_label=erp_field.display_name,
             erp_max_length=erp_field.max_length or 0, crm_key=target.key, crm_type=target.type,
