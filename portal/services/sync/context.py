@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 import threading
@@ -78,10 +79,15 @@ def setting(name: str, default: int) -> int:
 
 def stamp_key(stamp: object) -> tuple:
     """A sort key for LastModified values: decimal integers numerically, ISO-8601 times chronologically."""
-    text = str(stamp or "").strip()
+    return _stamp_key(str(stamp or "").strip())
+
+
+# A run compares each actor's stamp with the cursor's several times (feed.py): the parses are kept (immutable).
+@functools.lru_cache(maxsize=8192)
+def _stamp_key(text: str) -> tuple:
     if text.isdigit():
         return (0, int(text), "")
-    moment = changed_at(text)
+    moment = _changed_at(text)
     if moment is not None:
         return (1, moment, "")
     return (2, 0, text)
@@ -89,7 +95,11 @@ def stamp_key(stamp: object) -> tuple:
 
 def changed_at(stamp: object) -> datetime | None:
     """LastModified as a naive-UTC datetime when it is an ISO-8601 time (for 'most recent change wins')."""
-    text = str(stamp or "").strip()
+    return _changed_at(str(stamp or "").strip())
+
+
+@functools.lru_cache(maxsize=8192)
+def _changed_at(text: str) -> datetime | None:
     if not text or text.isdigit():
         return None
     try:
