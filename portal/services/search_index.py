@@ -66,6 +66,11 @@ _FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 PG_INDEXES = {"company": "ix_company_search_trgm", "contact": "ix_contact_search_trgm",
               "project": "ix_project_search_trgm"}
 PG_COMPANY_NAME_INDEX = "ix_company_name_trgm"
+# B-tree indexes in the list's order (crm.ORDER), both dialects: a page of a query matching thousands of records
+# walks one of them and tests each record (``row_condition``) instead of sorting every match (revision f7b9d1e3a5c6)
+ORDER_INDEXES = {"company": ("ix_company_search_order", "name, department, id"),
+                 "contact": ("ix_contact_search_order", "last_name, first_name, id"),
+                 "project": ("ix_project_search_order", "name, id")}
 _SQLITE_TRIGGERS = [f"{crm_type}_search_{suffix}" for crm_type in COLUMNS for suffix in ("ai", "au", "ad")] + [
     "company_search_contacts_au"]
 
@@ -186,31 +191,46 @@ def drop_postgresql(connection: Connection) -> None:
 # Schema hooks
 
 
-def create(connection: Connection, *, fill: bool = True, columns: Columns | None = None) -> None:
+def create(connection: Connection, *, fill: bool = True, columns: Columns | None = None,
+           order_indexes: bool = False) -> None:
     """The index for the searched ``columns`` (default ``COLUMNS``; a migration passes the columns as of its
-    revision)."""
+    revision) and, with ``order_indexes``, the list-order indexes (added by revision f7b9d1e3a5c6)."""
     if connection.dialect.name == "sqlite":
         create_sqlite(connection, fill=fill, columns=columns)
     elif connection.dialect.name == "postgresql":
         create_postgresql(connection, columns=columns)
+    if order_indexes:
+        create_order_indexes(connection)
 
 
-def drop(connection: Connection) -> None:
+def create_order_indexes(connection: Connection) -> None:
+    for crm_type, (index, columns) in ORDER_INDEXES.items():
+        connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {crm_type} ({columns})")
+
+
+def drop_order_indexes(connection: Connection) -> None:
+    for index, _columns in ORDER_INDEXES.values():
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+
+
+def drop(connection: Connection, *, order_indexes: bool = False) -> None:
     if connection.dialect.name == "sqlite":
         drop_sqlite(connection)
     elif connection.dialect.name == "postgresql":
         drop_postgresql(connection)
+    if order_indexes:
+        drop_order_indexes(connection)
 
 
 @event.listens_for(db.metadata, "after_create")
 def _after_create(_metadata, connection, **_kw):
     if _has_record_tables(connection):
-        create(connection)
+        create(connection, order_indexes=True)
 
 
 @event.listens_for(db.metadata, "before_drop")
 def _before_drop(_metadata, connection, **_kw):
-    drop(connection)
+    drop(connection, order_indexes=True)
 
 
 def _has_record_tables(connection: Connection) -> bool:
@@ -225,7 +245,8 @@ def include_name(name: str | None, type_: str, _parent_names: dict) -> bool:
         return not any(name == fts or (name.startswith(fts) and name[len(fts):] in _FTS5_SHADOWS)
                        for fts in TABLES.values())
     if type_ == "index":
-        return name not in (*PG_INDEXES.values(), PG_COMPANY_NAME_INDEX)
+        return name not in (*PG_INDEXES.values(), PG_COMPANY_NAME_INDEX,
+                            *(index for index, _columns in ORDER_INDEXES.values()))
     return True
 
 
@@ -286,3 +307,41 @@ def _expression_condition(crm_type: str, model, terms: list[str]):
             matches = or_(matches, Contact.company_id.in_(companies))
         conditions.append(matches)
     return and_(*conditions)
+
+
+def matching_ids(crm_type: str, model, terms: list[str], dialect: str, limit: int):
+    """``SELECT`` of the ids of at most ``limit`` records matching every term, in no particular order: the capped
+    count of ``crm.search`` (read from the search table alone on SQLite, without a join)."""
+    if dialect != "sqlite":
+        return select(model.id).where(_expression_condition(crm_type, model, terms)).limit(limit)
+    folded = [fold(term) for term in terms]
+    long_terms = list(dict.fromkeys(term for term in folded if len(term) >= MIN_INDEXED))
+    short_terms = list(dict.fromkeys(term for term in folded if len(term) < MIN_INDEXED))
+    if long_terms:
+        fts = TABLES[crm_type]
+        ids = select(literal_column(f"{fts}.rowid")).select_from(table(fts)).where(
+            literal_column(fts).op("MATCH")(" ".join(map(fts_phrase, long_terms))))
+        text_column = literal_column(f"{fts}.text")
+    else:  # no trigram to look up: read the FTS5 table's own content table, twice as fast as through FTS5
+        content = f"{TABLES[crm_type]}_content"
+        ids = select(literal_column(f"{content}.id")).select_from(table(content))
+        text_column = literal_column(f"{content}.c0")
+    for term in short_terms:
+        ids = ids.where(func.instr(text_column, term) > 0)
+    return ids.limit(limit)
+
+
+def row_condition(crm_type: str, model, terms: list[str], dialect: str) -> ColumnElement[bool]:
+    """The same test as ``condition`` written per record, for a walk of the records in list order (a query
+    matching many records: the walk stops after a page instead of sorting every match). SQLite: ``instr`` on the
+    record's search text, looked up by id in the FTS5 table's content table."""
+    if dialect != "sqlite":
+        return _expression_condition(crm_type, model, terms)
+    from sqlalchemy import and_
+
+    content = table(f"{TABLES[crm_type]}_content")
+    text_column = literal_column(f"{TABLES[crm_type]}_content.c0")
+    folded = list(dict.fromkeys(fold(term) for term in terms))
+    test = and_(*(func.instr(text_column, term) > 0 for term in folded))
+    return select(test).select_from(content).where(
+        literal_column(f"{TABLES[crm_type]}_content.id") == model.id).scalar_subquery().is_(True)

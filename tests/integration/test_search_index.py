@@ -10,6 +10,7 @@ then random queries (substrings of the values in another case, 1–2 letter term
 from __future__ import annotations
 
 import random
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,26 @@ def _same(query: str) -> None:
         indexed = {record.id for record in db.session.scalars(crm.search_statement(crm_type, query))}
         scanned = {record.id for record in db.session.scalars(crm.search_statement_scan(crm_type, query))}
         assert indexed == scanned, (crm_type, query)
+
+
+def _same_pages(query: str, cap: int = 3, per_page: int = 2) -> None:
+    """``crm.search``'s pages (capped count, walk in list order, sort past the cap) are the scan's pages, in order;
+    the count is exact up to the cap, a lower bound ("more than") beyond it."""
+    with mock.patch.object(crm, "SEARCH_COUNT_CAP", cap):
+        for crm_type in CrmType:
+            scanned = [record.id for record in db.session.scalars(crm.search_statement_scan(crm_type, query))]
+            last = max(1, -(-len(scanned) // per_page))
+            for number in range(1, last + 2):
+                page = crm.search(crm_type, query, number, per_page)
+                shown = min(number, last)
+                assert page.page == shown, (crm_type, query, number)
+                assert [record.id for record in page.items] == scanned[(shown - 1) * per_page:shown * per_page], (
+                    crm_type, query, number)
+                if page.capped:
+                    assert cap < page.total <= len(scanned) and page.has_next == (shown < last), (crm_type, query)
+                else:
+                    assert page.total == len(scanned) and page.pages == last, (crm_type, query)
+                assert page.last_index == min(len(scanned), shown * per_page)
 
 
 def _clear() -> None:
@@ -118,6 +139,9 @@ def test_the_index_finds_what_the_scan_finds(app_ctx, companies, contacts, proje
     texts += [text for row in db.session.execute(select(Project.name, Project.number)) for text in row]
     for query in _queries(rng, texts, queries + ["", "  ", "zzz", "ØSTFOLD", "%", "_", '"', "\\"]):
         _same(query)
+    paged = _queries(rng, texts, queries + ["a", "s", "ø"])
+    for query in rng.sample(paged, min(8, len(paged))):
+        _same_pages(query)
 
 
 def test_folding_and_special_characters(app, app_ctx):
@@ -158,6 +182,23 @@ def test_folding_and_special_characters(app, app_ctx):
     for query in ("\x00", "00\x00", "kari\x00", "\x00 kari"):
         _same(query)
     assert found(CrmType.CONTACT, "ka\x00ri") == {contact.id}
+
+
+def test_pages_of_a_search_with_more_matches_than_it_counts(app, app_ctx):
+    """Over the count's cap: "more than N", the pages walk the list order (and sort past the cap), a page past the
+    end is the last one, and the list screen shows it without a last page number."""
+    for number in range(40):
+        crm.create_record(CrmType.COMPANY, {"name": f"Bygg {number % 7} Østfold {number:02d}",
+                                            "department": "B" if number % 2 else "A"})
+        db.session.add(Contact(first_name="Kari", last_name=f"Nordmann{number % 3}"))
+    db.session.commit()
+    for query in ("bygg", "ØST", "bygg 3", "b", "ø 1", "kari", "nordmann1 a", "zzz"):
+        _same_pages(query, cap=5, per_page=3)
+        _same_pages(query, cap=5, per_page=25)
+
+
+        with app.test_request_context("/crm/companies?q=bygg&page=2"):
+            from portal.crm.routes import KINDS  # noqa: F401 - the list's kinds, as the screen renders them
 
 
 @pytest.mark.skipif("not __import__('os').environ.get('PORTAL_TEST_DATABASE_URL', '').startswith('postgresql')")

@@ -302,12 +302,18 @@ def test_search_stays_in_sql_with_ten_thousand_companies(app_ctx):
         page = crm.search("company", "bergen", 7)
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
-    assert page.total == 5025
+    # 5,025 match: more than crm.SEARCH_COUNT_CAP, so the count stops there (issue #19) and says "more than"
+    assert page.capped and page.has_more and page.total > crm.SEARCH_COUNT_CAP
     assert len(page.items) == 25
     assert page.items[0].name == "Firm 00300"
+    assert (page.first_index, page.last_index, page.next_num, page.prev_num) == (151, 175, 8, 6)
     selects = [s for s in statements if "FROM company" in s]
     assert any("LIMIT" in s and "OFFSET" in s for s in selects)
-    assert any("count(" in s.lower() for s in selects)
+    assert [item.id for item in page.items] == [item.id for item in crm.paginate(
+        crm.search_statement_scan("company", "bergen"), 7).items]
+    exact = crm.search("company", "firm 001")  # fewer than the cap: counted exactly
+    assert (exact.capped, exact.total) == (False, crm.paginate(crm.search_statement_scan("company", "firm 001")).total)
+    assert 25 < exact.total <= crm.SEARCH_COUNT_CAP and exact.pages == -(-exact.total // 25)
 
 
 def test_company_options_limit_and_more_flag(app_ctx):
