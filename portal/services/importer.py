@@ -115,6 +115,8 @@ from portal.services.import_settings import (  # noqa: F401
     settings_summary,
 )
 from portal.services.sync import runs
+from portal.services.sync.bulk import BulkStatement, core_connection, insert_many
+from portal.services.sync.changelog import CHANGE_DEFAULTS
 from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
 from portal.services.values import (
     ConversionError,
@@ -684,22 +686,17 @@ class Importer:
                 crm_id = target.id if isinstance(target, NewListItem) else target
                 db.session.add(ListItemMapping(erp_field_id=fid, erp_item_key=key, erp_item_text=text,
                                                crm_item_id=crm_id))
-        # Records.
-        for p in planned:
-            if not p.writes:
-                continue
-            values = {k: (v.id if isinstance(v, NewListItem | NewCompany) else v) for k, v in p.values.items()}
-            if p.outcome == "new":
-                p.record = p.spec.model(**values)
-                db.session.add(p.record)
-            else:
+        # Records: the changes of existing ones through the ORM (few); new ones as one executemany per type.
+        writing = [p for p in planned if p.writes]
+        for p in writing:
+            if p.outcome != "new":
                 for key, _old, new in p.changes:
                     setattr(p.record, key, new.id if isinstance(new, NewListItem | NewCompany) else new)
+        self._insert_records([p for p in writing if p.outcome == "new"], now)
         db.session.flush()
         # Links (the bulk equivalent of links.create_link: both sides were checked free by plan()).
-        for p in planned:
-            if not p.writes:
-                continue
+        new_links = []
+        for p in writing:
             base = self._base(p)
             actor = p.actor
             if p.link is None and p.stale_link is not None:
@@ -712,14 +709,15 @@ class Importer:
                 p.link.last_result = "Imported from the ERP"
                 p.link.import_run_id = self.run_id  # re-pointed to the new record: undo treats it as this run's
             elif p.link is None:
-                p.link = Link(connection_id=self.connection_id, crm_type=p.crm_type, crm_id=p.record.id,
-                              erp_actor_type=p.actor_type, erp_key=p.key,
-                              parent_erp_key=actor.get("ParentErpKey") or p.parent_base,
-                              erp_last_modified=actor.get("LastModified") or None, base=base, status=LinkStatus.OK,
-                              last_synced_at=now, crm_synced_at=p.record.updated_at,
-                              last_result="Imported from the ERP", created_by_id=self.user_id,
-                              import_run_id=self.run_id)  # what undo of this run may remove (import_undo)
-                db.session.add(p.link)
+                row = dict(connection_id=self.connection_id, crm_type=p.crm_type, crm_id=p.record.id,
+                           erp_actor_type=p.actor_type, erp_key=p.key,
+                           parent_erp_key=actor.get("ParentErpKey") or p.parent_base,
+                           erp_last_modified=actor.get("LastModified") or None, base=base, status=LinkStatus.OK,
+                           status_message="", last_synced_at=now, crm_synced_at=p.record.updated_at,
+                           last_result="Imported from the ERP", retry_at=None, failures=0,
+                           created_by_id=self.user_id, created_at=now, updated_at=now,
+                           import_run_id=self.run_id)  # what undo of this run may remove (import_undo)
+                new_links.append((p, row))
             else:
                 link = p.link
                 link.base = base
@@ -729,7 +727,32 @@ class Importer:
                 link.last_synced_at, link.crm_synced_at = now, p.record.updated_at
                 link.last_result = "Updated by an import from the ERP"
         db.session.flush()
+        if new_links:
+            table = Link.__table__
+            for (p, row), link_id in zip(new_links, _allocate_ids(table, len(new_links)), strict=True):
+                row["id"] = link_id
+                p.link = _Written(row)
+            _bulk_insert(table, [row for _p, row in new_links])
         self._log_changes(planned, now)
+
+    def _insert_records(self, planned: Sequence[Planned], now) -> None:
+        """New records as one INSERT executemany per CRM type, with ids taken beforehand (``_allocate_ids``), so
+        their links and change-log rows can refer to them without reading them back."""
+        by_type: dict[str, list[Planned]] = {}
+        for p in planned:
+            by_type.setdefault(p.crm_type, []).append(p)
+        for crm_type, group in by_type.items():
+            table = CRM_MODELS[crm_type].__table__
+            defaults = _record_defaults(table, now)
+            rows = []
+            for p, record_id in zip(group, _allocate_ids(table, len(group)), strict=True):
+                row = dict(defaults)
+                for key, value in p.values.items():
+                    row[key] = value.id if isinstance(value, NewListItem | NewCompany) else value
+                row["id"] = record_id
+                rows.append(row)
+                p.record = _Written(row, crm_type)
+            _bulk_insert(table, rows)
 
     def _create_companies(self, planned: Sequence[Planned]) -> None:
         """The companies this batch creates from persons' company names (before the contacts that refer to them),
@@ -808,8 +831,8 @@ class Importer:
                                  crm_field_key=key, old_value=self.text(p.crm_type, key, old),
                                  new_value=self.text(p.crm_type, key, new, p), conflict=False, other_value=None,
                                  rule=rule))
-        if rows:  # Core executemany: the ORM's per-row bulk bookkeeping is not needed for log rows
-            db.session.connection().execute(insert(SyncChange.__table__), rows)
+        # One executemany of SQLAlchemy's compiled INSERT (portal.services.sync.bulk), no per-row bookkeeping.
+        insert_many(SyncChange.__table__, rows, CHANGE_DEFAULTS)
 
     def text(self, crm_type: str, key: str, value, p: Planned | None = None) -> str | None:
         """A CRM value as text for the change log and the preview."""
@@ -931,6 +954,64 @@ class Importer:
             "values_refused_count": self.refused_count,
             "values_refused_records": self.refused_records,
         }
+
+
+
+class _Written:
+    """A record or link this import inserted in bulk: its column values as attributes (what the rest of the run
+    reads of it: ``id``, ``updated_at``, the mapped fields), without an ORM instance."""
+
+    def __init__(self, row: dict, crm_type: str = ""):
+        self.__dict__.update(row)
+        self._crm_type = crm_type
+
+    @property
+    def display_name(self) -> str:
+        return actor_name(self._crm_type, self.__dict__) or f"#{self.id}"
+
+
+def _record_defaults(table, now) -> dict:
+    """Every column of a CRM record table but ``id`` with what a new record holds when the import does not write
+    it: the column's default (the ORM's ``default=``), ``now`` for the timestamps, else NULL."""
+    defaults = {}
+    for column in table.c:
+        if column.primary_key:
+            continue
+        default = column.default
+        if default is None:
+            defaults[column.key] = None
+        elif default.is_scalar:
+            defaults[column.key] = default.arg
+        elif column.key in ("created_at", "updated_at"):
+            defaults[column.key] = now
+        else:  # pragma: no cover - no other callable default on the record tables
+            defaults[column.key] = default.arg(None)
+    return defaults
+
+
+def _allocate_ids(table, count: int) -> list[int]:
+    """``count`` new primary keys of ``table`` for rows inserted in bulk in the current transaction.
+
+    PostgreSQL: taken from the column's sequence (safe next to any other writer). SQLite: the ids after the
+    table's largest one, read in the batch's transaction: SQLite has one writer at a time, and a transaction
+    that read before another one committed a write cannot write itself (WAL snapshot: the insert then fails as
+    "database is locked" and nothing is written), so an id read here cannot be taken by someone else."""
+    if count <= 0:
+        return []
+    conn = core_connection()
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(count)})")
+        return sorted(row[0] for row in rows)
+    start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    return list(range(start + 1, start + 1 + count))
+
+
+def _bulk_insert(table, rows: list[dict]) -> None:
+    """INSERT of complete rows (``id`` and every other column) as one executemany (portal.services.sync.bulk)."""
+    if rows:
+        conn = core_connection()
+        BulkStatement.get(conn.dialect, table, "insert", tuple(c.key for c in table.c)).execute(conn, rows)
 
 
 def _empty_value(crm_type: str, key: str):

@@ -1,0 +1,75 @@
+"""Import from ERP written in bulk (issue #19): new records, their links and change-log rows are inserted with one
+executemany per table and batch, with ids taken beforehand — and hold exactly what a record created one by one
+through the ORM holds."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, select
+
+from portal.extensions import db
+from portal.models import Company, Contact, SyncChange
+from portal.services import importer
+from tests.integration.test_import import companies, connection_id, contacts, links, run_import  # noqa: F401
+
+_SKIP = {"id", "created_at", "updated_at"}
+
+
+def _columns(record) -> dict:
+    return {c.key: getattr(record, c.key) for c in record.__table__.c if c.key not in _SKIP}
+
+
+def test_bulk_inserted_records_hold_what_an_orm_record_holds(app, fake, connection_id):  # noqa: F811
+    key = fake.add_actor("Customer", {"name": "Acme AS", "orgnr": "NO 123", "email": "post@acme.example",
+                                      "country": "NO"})
+    person = fake.add_actor("Person", {"firstname": "Per", "lastname": "Hansen", "email": "per@acme.example"},
+                            parent=("Customer", key))
+    run = run_import(app, connection_id, keys=[key], include_persons=True)
+    assert run.status == "succeeded", run.message
+    [company], [contact] = companies(app), contacts(app)
+    with app.app_context():
+        same = Company(name="Acme AS", vat_no="NO 123", email="post@acme.example", country_id=company.country_id)
+        other = Contact(first_name="Per", last_name="Hansen", email="per@acme.example", company_id=company.id)
+        db.session.add_all([same, other])
+        db.session.flush()
+        assert _columns(company) == _columns(same)
+        assert _columns(contact) == _columns(other)
+        db.session.rollback()
+    assert company.created_at == company.updated_at is not None
+    by_key = {link.erp_key: link for link in links(app)}
+    assert (by_key[key].crm_type, by_key[key].crm_id) == ("company", company.id)
+    assert (by_key[person].crm_type, by_key[person].crm_id) == ("contact", contact.id)
+    assert by_key[key].crm_synced_at == company.updated_at and by_key[key].import_run_id == run.id
+    assert by_key[key].failures == 0 and by_key[key].status_message == "" and by_key[key].retry_at is None
+    with app.app_context():
+        rows = db.session.scalars(select(SyncChange).where(SyncChange.run_id == run.id,
+                                                           SyncChange.rule == importer.RULE_NEW)).all()
+        assert {(r.crm_type, r.crm_id, r.link_id) for r in rows} == {
+            ("company", company.id, by_key[key].id), ("contact", contact.id, by_key[person].id)}
+
+
+def test_new_ids_follow_the_existing_records_and_the_writes_are_bulk(app, fake, connection_id):  # noqa: F811
+    with app.app_context():
+        db.session.add_all([Company(name=f"Existing {i}") for i in range(3)])
+        db.session.commit()
+        top = db.session.scalar(select(Company.id).order_by(Company.id.desc()).limit(1))
+    keys = [fake.add_actor("Customer", {"name": f"Nordic {i}", "country": "NO"}) for i in range(7)]
+    statements = []
+
+    def count(_conn, _cursor, statement, parameters, _context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO"):
+            statements.append((statement.split("(")[0].split()[-1].strip('"'), executemany))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        run = run_import(app, connection_id, keys=keys, company_match="none")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert run.status == "succeeded", run.message
+    new = [c for c in companies(app) if c.id > top]
+    assert sorted(c.name for c in new) == sorted(f"Nordic {i}" for i in range(7))
+    assert {link.crm_id for link in links(app, "Customer")} == {c.id for c in new}
+    # One executemany each for the records, the links and the change log of the batch.
+    written = sorted(s for s in statements if s[0] in ("company", "link", "sync_change"))
+    assert written == [("company", True), ("link", True), ("sync_change", True)]
