@@ -106,41 +106,29 @@ def _connect(path: Path) -> sqlite3.Connection:
 def replay(target, ops: list) -> float:
     """Seconds plain sqlite3 (a path) or psycopg (a URL) takes for ``ops`` on the copy ``target`` (changed by it)."""
     if isinstance(target, str):
-        return _replay_postgresql(target, ops)
-    conn = _connect(target)
+        import psycopg
+
+        conn = psycopg.connect(target)
+    else:
+        conn = _connect(target)
     try:
-        cursor = conn.cursor()
-        started = time.perf_counter()
-        for kind, statement, parameters in ops:
-            if kind == "one":
-                cursor.execute(statement, parameters)
-                cursor.fetchall()
-            elif kind == "many":
-                cursor.executemany(statement, parameters)
-            elif kind == "commit":
-                conn.commit()
-            else:
-                conn.rollback()
-        return time.perf_counter() - started
+        return _timed(conn, ops)
     finally:
         conn.close()
 
 
-def _replay_postgresql(url: str, ops: list) -> float:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        cursor = conn.cursor()
-        started = time.perf_counter()
-        for kind, statement, parameters in ops:
-            if kind == "one":
-                cursor.execute(statement, parameters or None)
-                if cursor.description is not None:
-                    cursor.fetchall()
-            elif kind == "many":
-                cursor.executemany(statement, parameters)
-            elif kind == "commit":
-                conn.commit()
-            else:
-                conn.rollback()
-        return time.perf_counter() - started
+def _timed(conn, ops: list) -> float:
+    cursor = conn.cursor()
+    started = time.perf_counter()
+    for kind, statement, parameters in ops:
+        if kind == "one":
+            cursor.execute(statement, parameters) if parameters else cursor.execute(statement)
+            if cursor.description is not None:  # a SELECT (or RETURNING): read every row, as the portal does
+                cursor.fetchall()
+        elif kind == "many":
+            cursor.executemany(statement, parameters)
+        elif kind == "commit":
+            conn.commit()
+        else:
+            conn.rollback()
+    return time.perf_counter() - started

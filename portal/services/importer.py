@@ -993,9 +993,10 @@ def _allocate_ids(table, count: int) -> list[int]:
     """``count`` new primary keys of ``table`` for rows inserted in bulk in the current transaction.
 
     PostgreSQL: taken from the column's sequence (safe next to any other writer). SQLite: the ids after the
-    table's largest one, read in the batch's transaction: SQLite has one writer at a time, and a transaction
-    that read before another one committed a write cannot write itself (WAL snapshot: the insert then fails as
-    "database is locked" and nothing is written), so an id read here cannot be taken by someone else."""
+    table's largest one. When the batch already wrote, it holds SQLite's only write lock and nobody can take
+    them; when not, another writer may commit a row with one of them first, and the bulk insert then fails on
+    the primary key — an ``IntegrityError``, on which ``_write_batch`` plans the batch again (tested in
+    tests/integration/test_import_speed.py)."""
     if count <= 0:
         return []
     conn = core_connection()

@@ -73,3 +73,29 @@ def test_new_ids_follow_the_existing_records_and_the_writes_are_bulk(app, fake, 
     # One executemany each for the records, the links and the change log of the batch.
     written = sorted(s for s in statements if s[0] in ("company", "link", "sync_change"))
     assert written == [("company", True), ("link", True), ("sync_change", True)]
+
+
+def test_a_company_saved_by_someone_else_between_the_id_and_the_insert_costs_nothing(
+        app, fake, connection_id, monkeypatch):  # noqa: F811
+    """Adversary: another writer commits a company right after the import took its ids (same next id on SQLite);
+    the batch is planned again and every actor still arrives once, the other company untouched."""
+    keys = [fake.add_actor("Customer", {"name": f"Bulk {n} AS"}) for n in range(3)]
+    allocate = importer._allocate_ids
+    raced = []
+
+    def allocate_then_race(table, count):
+        ids = allocate(table, count)
+        if table.name == "company" and not raced:
+            raced.append(True)
+            # a separate connection: the web process saving a company meanwhile
+            with db.engine.connect() as other:
+                other.execute(Company.__table__.insert().values(id=ids[0], name="Saved meanwhile AS"))
+                other.commit()
+        return ids
+
+    monkeypatch.setattr(importer, "_allocate_ids", allocate_then_race)
+    run = run_import(app, connection_id, keys=keys)
+    assert run.status == "succeeded", run.message
+    names = sorted(c.name for c in companies(app))
+    assert names == ["Bulk 0 AS", "Bulk 1 AS", "Bulk 2 AS", "Saved meanwhile AS"]
+    assert sorted(link.erp_key for link in links(app)) == sorted(keys)
