@@ -116,6 +116,20 @@ def rename_item(item: ListItem, name: str, *, actor=None, **ctx) -> ListItem:
     return item
 
 
+def move_in_order(ordered: list, row, direction: str) -> bool:
+    """Swap ``row`` with its neighbour above ("up") or below ("down") in ``ordered`` (rows with a ``rank``) and
+    renumber every rank 0..n-1, so equal or sparse ranks never block a move; False when it is at that end."""
+    index = next(i for i, other in enumerate(ordered) if other.id == row.id)
+    target = index - 1 if direction == "up" else index + 1
+    if not 0 <= target < len(ordered):
+        return False
+    ordered[index], ordered[target] = ordered[target], ordered[index]
+    for rank, other in enumerate(ordered):
+        if other.rank != rank:
+            other.rank = rank
+    return True
+
+
 def move_item(item: ListItem, direction: str, *, actor=None, **ctx) -> bool:
     """Swap the item with its neighbour above ("up") or below ("down"); False when it is already at the end.
 
@@ -123,16 +137,9 @@ def move_item(item: ListItem, direction: str, *, actor=None, **ctx) -> bool:
     """
     if direction not in ("up", "down"):
         raise ListError("Unknown direction.", None)
-    ordered = items(item.list_name)
-    index = next(i for i, other in enumerate(ordered) if other.id == item.id)
-    target = index - 1 if direction == "up" else index + 1
-    if target < 0 or target >= len(ordered):
-        return False
     before = _snapshot(item)
-    ordered[index], ordered[target] = ordered[target], ordered[index]
-    for rank, other in enumerate(ordered):
-        if other.rank != rank:
-            other.rank = rank
+    if not move_in_order(items(item.list_name), item, direction):
+        return False
     audit.record(f"list_item.move_{direction}", item, object_type="list_item", object_repr=_repr(item),
                  before=before, after=_snapshot(item), actor=actor, **ctx)
     db.session.commit()

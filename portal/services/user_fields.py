@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 
 from portal.extensions import db
 from portal.models import (
@@ -27,6 +27,7 @@ from portal.models import (
 from portal.models.crm import LIST_LABELS
 from portal.models.user_fields import SLOTS, UDF_TYPES, slot_keys
 from portal.services import audit
+from portal.services.lists import move_in_order
 
 LABEL_MAX_LENGTH = 80
 TYPE_LABELS = {"text": "Text", "integer": "Whole number", "decimal": "Decimal", "checkbox": "Checkbox",
@@ -153,14 +154,8 @@ def move(definition: UserField, direction: str, *, actor=None, **ctx) -> bool:
     """Swap with the neighbour above ("up") or below ("down"); False at the end. Ranks are renumbered first."""
     if direction not in ("up", "down"):
         raise UserFieldError("Unknown direction.", None)
-    ordered = definitions(definition.crm_type)
-    index = next(i for i, other in enumerate(ordered) if other.id == definition.id)
-    target = index - 1 if direction == "up" else index + 1
-    if not 0 <= target < len(ordered):
+    if not move_in_order(definitions(definition.crm_type), definition, direction):
         return False
-    ordered[index], ordered[target] = ordered[target], ordered[index]
-    for rank, other in enumerate(ordered):
-        other.rank = rank
     audit.record(f"user_field.move_{direction}", definition, object_type="user_field",
                  object_repr=_repr(definition), actor=actor, **ctx)
     db.session.commit()
@@ -189,7 +184,7 @@ def records_with_values(definition: UserField) -> int:
     model = CRM_MODELS[CrmType(definition.crm_type)]
     column = getattr(model, definition.slot)
     blank = _blank_value(definition.field_type)
-    condition = column.is_not(None) if blank is None else or_(column != blank)
+    condition = column.is_not(None) if blank is None else column != blank
     return db.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
 
 
