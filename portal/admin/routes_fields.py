@@ -107,8 +107,10 @@ def field_delete(field_id: int):
     if request.method == "POST":
         crm_type, label = definition.crm_type, definition.label
         blanked, unmapped = service.delete(definition, **audit_ctx())
-        flash(f"Field “{label}” deleted: its value was removed from {blanked} record{'s' if blanked != 1 else ''}"
-              f" and {unmapped} ERP mapping{'s' if unmapped != 1 else ''} to it removed.", "success")
+        mappings = (f"{unmapped} ERP mapping{'s' if unmapped != 1 else ''} to it {'were' if unmapped != 1 else 'was'}"
+                    " removed" if unmapped else "no ERP field was mapped to it")
+        flash(f"Field “{label}” deleted: its value was removed from {blanked} record{'s' if blanked != 1 else ''};"
+              f" {mappings}.", "success")
         return redirect_for(_page_url(crm_type))
     return render_template("admin/fields/delete.html", definition=definition, type_labels=CRM_TYPE_LABELS,
                            records=service.records_with_values(definition), mappings=service.mappings_to(definition))
