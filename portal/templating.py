@@ -43,5 +43,9 @@ def init_app(app) -> None:
             except BuildError:
                 return None
 
+        from portal.services.actor_labels import actor_label
+
+        # actor_label(connection_or_config, actor_type): what people call an ERP actor type on a connection
+        # ("Vendor" for Supplier) — every screen prints actor types through it (portal/services/actor_labels.py)
         return {"current_user": g.get("user"), "url_with": url_with, "optional_url": optional_url,
-                "current_language": i18n.current_language}
+                "current_language": i18n.current_language, "actor_label": actor_label}

@@ -48,6 +48,13 @@ class ActorSwitchForm(_NoCsrfForm):
     confirmed = _flag()
 
 
+class ActorLabelForm(_NoCsrfForm):
+    """The name users see for an actor type on the connection; trimmed and checked by
+    portal/services/actor_labels.py (empty = the standard name)."""
+
+    label = StringField("Name shown to users")
+
+
 class DefaultForm(_NoCsrfForm):
     field_id = IntegerField(validators=[Optional()])
     set_default = _flag("Set default value")

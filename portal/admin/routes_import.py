@@ -33,6 +33,7 @@ from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, 
 from portal.models import ActorType, CrmFieldType, CrmType, ListItem, RunKind, SyncRun, crm_field
 from portal.services import import_rules, import_undo
 from portal.services import importer as service
+from portal.services.actor_labels import actor_label
 from portal.services.importer import (
     Criterion,
     ImportProblem,
@@ -88,7 +89,7 @@ def _connection_and_type(connection_id, actor_type):
 
 
 def _type_choices(connection) -> list[tuple[str, str]]:
-    return [(c.erp_actor_type, f"{c.erp_actor_type} → CRM {c.crm_type}")
+    return [(c.erp_actor_type, f"{actor_label(c)} → CRM {c.crm_type}")  # the value stays the constant
             for c in service.importable_types(connection)] if connection is not None else []
 
 
@@ -293,7 +294,7 @@ def _list_default_fields(connection, actor_types: list[str]) -> list[dict]:
                                                               ListItem.deleted.is_(False))
                                        .order_by(ListItem.rank, ListItem.id)).all()
             result.append({"name": f"default-{actor_type}.{f.erp_key}", "key": f"{actor_type}.{f.erp_key}",
-                           "label": f"{actor_type}: {f.erp_label or f.erp_key} → {crm.label}",
+                           "label": f"{actor_label(config)}: {f.erp_label or f.erp_key} → {crm.label}",
                            "items": [(i.id, i.name) for i in items]})
     return result
 

@@ -13,11 +13,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from portal.admin import bp
-from portal.admin.forms_mappings import ActorSwitchForm, DefaultForm, MappingRowForm
+from portal.admin.forms_mappings import ActorLabelForm, ActorSwitchForm, DefaultForm, MappingRowForm
 from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, toast, wants_partial
 from portal.models import ActorTypeConfig, Connection, ErpField, FieldAccess, FieldType, Link, ListItem
-from portal.services import connection_overlap
+from portal.services import actor_labels, connection_overlap
 from portal.services import connections as connection_service
 from portal.services import mapping as service
 from portal.services.connectors import ServiceError
@@ -36,6 +36,7 @@ def _tpl(template: str, **context) -> str:
     context.setdefault("list_target", service.list_target)
     context.setdefault("default_display", service.default_display)
     context.setdefault("needs_value", service.needs_value)
+    context.setdefault("label_max", actor_labels.MAX_LENGTH)
     return render_template(template, **context)
 
 
@@ -66,8 +67,9 @@ def _config(connection: Connection, actor_type: str) -> ActorTypeConfig:
 
 
 def _tabs(connection: Connection, endpoint: str) -> list[tuple]:
-    return [(c.erp_actor_type, c.erp_actor_type, url_for(endpoint, connection_id=connection.id,
-                                                         actor=c.erp_actor_type), None)
+    """(constant, the name users see, href, hx) per actor type: ids and URLs keep the constant."""
+    return [(c.erp_actor_type, actor_labels.actor_label(c),
+             url_for(endpoint, connection_id=connection.id, actor=c.erp_actor_type), None)
             for c in connection.actor_types]
 
 
@@ -174,10 +176,46 @@ def mappings_switch(connection_id: int, actor_type: str):
         return _back(connection, "admin.mappings", actor=actor_type)
     if error is None:
         hx_trigger(CHANGED)
-        toast("success", f"{config.erp_actor_type} {'syncs' if config.is_active else 'does not sync'} "
+        toast("success", f"{actor_labels.actor_label(config)} {'syncs' if config.is_active else 'does not sync'} "
                          f"to CRM {service.crm_label(config.crm_type)} records.")
     return (_tpl("admin/mappings/_switch.html", config=config, connection=connection, error=error),
             422 if error else 200)
+
+
+@bp.route("/connections/<int:connection_id>/mappings/<actor_type>/label", methods=["POST"])
+def mappings_label(connection_id: int, actor_type: str):
+    """The name users see for the actor type on this connection ("Vendor" for Supplier; empty = the standard
+    name). htmx: the actor panel (its heading, switch and captions name the type) and, out-of-band, the tabs;
+    422 with the reason on the input when refused."""
+    connection = _connection(connection_id)
+    config = _config(connection, actor_type)
+    form = ActorLabelForm()
+    form.validate()
+    submitted = form.label.data or ""
+    try:
+        actor_labels.set_label(config, submitted, **audit_ctx())
+    except actor_labels.LabelError as exc:
+        db.session.rollback()
+        refused = {"label_errors": [exc.message], "label_value": submitted.strip()}
+        if not is_htmx():
+            return _mappings_page(connection, config, **refused), 422
+        return _actor_panel(connection, config, **refused), 422
+    shown = actor_labels.actor_label(config)
+    message = (f"ERP {config.erp_actor_type} is shown to users as “{shown}”." if actor_labels.has_label(config)
+               else f"ERP {config.erp_actor_type} is shown under its standard name.")
+    if not is_htmx():
+        flash(message, "success")
+        return _back(connection, "admin.mappings", actor=config.erp_actor_type)
+    toast("success", message)
+    return _actor_panel(connection, config)
+
+
+def _actor_panel(connection: Connection, config: ActorTypeConfig, **extra) -> str:
+    """The actor type's panel, with the tab strip out-of-band (both name the actor type)."""
+    panel = _tpl("admin/mappings/_actor_panel.html", connection=connection, config=config,
+                 rows=service.row_views(config), **extra)
+    tabs = _tpl("admin/mappings/_tabs.html", tabs=_tabs(connection, "admin.mappings"), config=config, oob=True)
+    return panel + tabs
 
 
 @bp.route("/connections/<int:connection_id>/mappings/status")

@@ -38,6 +38,7 @@ from portal.htmx import hx_trigger, toast, vary_on_htmx, wants_partial
 from portal.models import CRM_TYPE_LABELS
 from portal.security import limits
 from portal.services import erp_tab as svc
+from portal.services.actor_labels import actor_label
 
 CRM_TYPE = "<any(company, contact, project):crm_type>"
 BASE = f"/erp/{CRM_TYPE}/<int:record_id>"
@@ -153,7 +154,7 @@ def _proof(section: svc.Section, config, nonce: str) -> str:
 
 def _check_proof(section: svc.Section, config, token: str | None, nonce: str) -> None:
     search_proof.check(token, g.user.id, section.connection.id, section.crm_type, section.record.id,
-                       config.erp_actor_type, nonce)
+                       config.erp_actor_type, nonce, shown_as=actor_label(config))
 
 
 @bp.get(f"{CONN}/connect/<actor_type>/search")
@@ -233,9 +234,10 @@ def _done(current: svc.Section, outcome: svc.LinkOutcome, verb: str):
     away from the dialog, so the dialog does not reopen itself after the swap)."""
     link = outcome.link
     if outcome.already:
-        message = f"Already connected to {link.erp_actor_type} {link.erp_key}."
+        message = f"Already connected to {actor_label(current.connection, link.erp_actor_type)} {link.erp_key}."
     else:
-        message = f"{verb} {link.erp_actor_type} {link.erp_key} on {current.connection.name}."
+        message = (f"{verb} {actor_label(current.connection, link.erp_actor_type)} {link.erp_key} "
+                   f"on {current.connection.name}.")
     toast("success", message)
     for warning in outcome.warnings:
         toast("warning", warning)
@@ -358,7 +360,8 @@ def disconnect(crm_type: str, record_id: int, connection_id: int):
     if removed is None:
         toast("info", f"This record is not connected to {current.connection.name}.")
     else:
-        toast("success", f"Disconnected {removed[0]} {removed[1]}. Nothing was changed in the ERP.")
+        toast("success", f"Disconnected {actor_label(current.connection, removed[0])} {removed[1]}. "
+                         "Nothing was changed in the ERP.")
     fresh = svc.section_for(g.user, crm_type, current.record, connection_id)
     return _render_section(fresh)
 

@@ -44,10 +44,12 @@ def issue(user_id: int, connection_id: int, crm_type: str, record_id: int, actor
 
 
 def check(token: str | None, user_id: int, connection_id: int, crm_type: str, record_id: int, actor_type: str,
-          nonce: str) -> None:
-    """Raise :class:`ProofRefused` unless ``token`` is a proof issued for exactly these, within :func:`max_age`."""
-    search_first = (f"Search the ERP first: a new {actor_type} can be created only from the results of a search in "
-                    f"this dialog, so that a {actor_type} that already exists is not created twice.")
+          nonce: str, shown_as: str | None = None) -> None:
+    """Raise :class:`ProofRefused` unless ``token`` is a proof issued for exactly these, within :func:`max_age`.
+    ``shown_as``: the actor type's name in the messages (its label on the connection; default the constant)."""
+    name = shown_as or actor_type
+    search_first = (f"Search the ERP first: a new {name} can be created only from the results of a search in "
+                    f"this dialog, so that a {name} that already exists is not created twice.")
     if not token or len(token) > 1000:
         raise ProofRefused(search_first)
     minutes = max(1, max_age() // 60)
@@ -55,7 +57,7 @@ def check(token: str | None, user_id: int, connection_id: int, crm_type: str, re
         claims = _serializer().loads(token, max_age=max_age())
     except SignatureExpired:
         raise ProofRefused(f"Your search was more than {minutes} minutes ago: search the ERP again before creating "
-                           f"a {actor_type} (it may have been added meanwhile).") from None
+                           f"a {name} (it may have been added meanwhile).") from None
     except (BadData, ValueError, TypeError):
         raise ProofRefused(search_first) from None
     if claims != _claims(user_id, connection_id, crm_type, record_id, actor_type, nonce):

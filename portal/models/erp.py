@@ -186,6 +186,11 @@ class ActorTypeConfig(db.Model):
     # False once the connector stopped listing this actor type.
     supported: Mapped[bool] = mapped_column(default=True)
     searchable_fields: Mapped[list] = mapped_column(JSON, default=list)
+    # The name people see for this actor type on this connection ("Vendor" for Supplier), set by an admin on the
+    # actor type's mapping tab; NULL = the standard name. May be multi-language (US:"Vendor";NO:"Leverandør").
+    # The protocol gives only the constant (GetSupportedActorTypes), which stays what is stored and sent; see
+    # portal/services/actor_labels.py and docs/decisions.md.
+    label: Mapped[str | None] = mapped_column(String(120))
 
     connection: Mapped[Connection] = relationship(back_populates="actor_types")
     fields: Mapped[list[ErpField]] = relationship(

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Connection
+from portal.services.actor_labels import actor_label
 from portal.services.connectors import normalise_url
 from portal.services.sync.fieldmap import MappedField, mapped_fields
 
@@ -96,7 +97,7 @@ def _warning(connection: Connection, other: Connection, shared: dict[str, tuple[
     parts = []
     for actor_type, (to_erp, to_crm) in shared.items():
         ways = ([f"{_join(to_erp)} to the ERP"] if to_erp else []) + ([f"{_join(to_crm)} to the CRM"] if to_crm else [])
-        parts.append(f"{actor_type}: {' and '.join(ways)}")
+        parts.append(f"{actor_label(connection, actor_type)}: {' and '.join(ways)}")
     state = "active" if other.active else "inactive"
     return (f"“{other.name}” ({state}) reaches the same ERP as {connection.name} (the same connector and "
             f"configuration) and syncs the same fields the same way — {'; '.join(parts)}. A record linked on both "

@@ -58,6 +58,7 @@ from portal.models import (
     crm_field,
 )
 from portal.services import audit
+from portal.services.actor_labels import actor_label
 from portal.services.connectors import client_for
 from portal.services.crm_rules import check_crm_value, check_crm_values
 from portal.services.labels import ChangeText, ItemNames, change_texts, value_texts
@@ -949,10 +950,11 @@ def _fetch_actor(client: ConnectorClient, section: Section, config: ActorTypeCon
         raise _failed(exc, "The ERP record could not be read") from exc
     actor = next((a for a in actors if a.get("ErpKey") == erp_key), None)
     if actor is None:
-        raise RuleBroken(f"The ERP has no {config.erp_actor_type} {erp_key}.")
+        raise RuleBroken(f"The ERP has no {actor_label(config)} {erp_key}.")
     parent = _parent_of(section)
     if parent is not None and (actor.get("ParentErpKey") or "") != parent[1]:
-        raise RuleBroken(f"{config.erp_actor_type} {erp_key} is not under {parent[0]} {parent[1]}, the ERP record "
+        raise RuleBroken(f"{actor_label(config)} {erp_key} is not under "
+                         f"{actor_label(section.connection, parent[0])} {parent[1]}, the ERP record "
                          "of this contact's company.")
     return actor
 
@@ -1170,7 +1172,8 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
     if link is not None:
         if link.erp_actor_type == config.erp_actor_type and link.erp_key == erp_key:
             return LinkOutcome(link, already=True)
-        raise RuleBroken(f"This record is already linked to {link.erp_actor_type} {link.erp_key} on "
+        raise RuleBroken(f"This record is already linked to {actor_label(section.connection, link.erp_actor_type)} "
+                         f"{link.erp_key} on "
                          f"{section.connection.name}.")
     _check_target(section, config, erp_key)
     ask, answers, ask_crm = _checked_answers(config, answers)
@@ -1313,14 +1316,14 @@ def _new_values(record, config: ActorTypeConfig, notes: list[str] | None = None)
         why = _why_unmappable(label, crm_value_text(record, f), text, listed=f.crm_type == CrmFieldType.LIST,
                               target="the ERP")
         if key in asked:
-            outcome = f"the new {config.erp_actor_type} gets the value you enter below"
+            outcome = f"the new {actor_label(config)} gets the value you enter below"
         elif key in values:
-            outcome = f"the new {config.erp_actor_type} gets the default value instead"
+            outcome = f"the new {actor_label(config)} gets the default value instead"
         elif erp_field is not None and (erp_field.mandatory or erp_field.connector_mandatory):
             problems.append(f"{why}, and the ERP needs a value for {label}.")
             continue
         else:
-            outcome = f"left out of the new {config.erp_actor_type}"
+            outcome = f"left out of the new {actor_label(config)}"
         if notes is not None:
             notes.append(f"{why}: {outcome}; the CRM keeps it.")
     for key, value in crm_values.items():
@@ -1372,6 +1375,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
     connection_id, crm_type, record_id = section.connection.id, section.crm_type, section.record.id
     guid, actor_type, connection_name = section.connection.guid, config.erp_actor_type, section.connection.name
     config_id = config.id
+    shown = actor_label(config)  # the name users see (read now: the session is released below)
     actor = {"ActorType": actor_type, "ErpKey": "", "LastModified": "", "FieldValues": values}
     if parent is not None:
         actor["ParentActorType"], actor["ParentErpKey"] = parent
@@ -1382,7 +1386,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
         try:
             created = client.create_actor(guid, actor, idempotency_key=key)
         except ConnectorError as exc:
-            raise _failed(exc, f"The {actor_type} could not be created in the ERP") from exc
+            raise _failed(exc, f"The {shown} could not be created in the ERP") from exc
         warnings = _warnings(client)
     finally:
         client.close()
@@ -1393,7 +1397,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
     record = db.session.get(CRM_MODELS[crm_type], record_id)
     config = db.session.get(ActorTypeConfig, config_id)
     if record is None:
-        raise NotFound(f"The record was deleted meanwhile; {actor_type} {erp_key} was created in the ERP but not "
+        raise NotFound(f"The record was deleted meanwhile; {shown} {erp_key} was created in the ERP but not "
                        "linked.")
     # Values the ERP holds that the CRM does not (its own numbers, defaults, the answers) flow back where mapped —
     # never over a CRM value the ERP could not take (left out of the new actor, so the CRM keeps it).
@@ -1419,7 +1423,7 @@ def create(section: Section, config: ActorTypeConfig, nonce: str, answers: Mappi
         existing = _existing(section, actor_type, erp_key)
         if existing is not None:
             return LinkOutcome(existing, already=True)
-        raise RuleBroken(f"{actor_type} {erp_key} was created in the ERP but could not be linked: {exc}") from exc
+        raise RuleBroken(f"{shown} {erp_key} was created in the ERP but could not be linked: {exc}") from exc
     audit.record("erp.create", object_type=crm_type, object_id=record_id,
                  object_repr=_audit_repr(section, actor_type, erp_key),
                  after={"connection": connection_name, "actor": f"{actor_type} {erp_key}", "sent": sorted(values),

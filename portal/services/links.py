@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.database import utcnow
 from portal.extensions import db
 from portal.models import CRM_MODELS, CRM_TYPE_LABELS, Link, LinkStatus
+from portal.services.actor_labels import actor_label
 
 
 class LinkError(ValueError):
@@ -57,11 +58,13 @@ def check_free(connection_id: int, crm_type: str, crm_id: int, actor_type: str, 
     another record."""
     existing = link_for(connection_id, crm_type, crm_id)
     if existing is not None:
-        raise LinkError(f"This record is already linked to {existing.erp_actor_type} {existing.erp_key} on this "
+        raise LinkError(f"This record is already linked to {actor_label(connection_id, existing.erp_actor_type)} "
+                        f"{existing.erp_key} on this "
                         "connection.")
     holder = link_for_actor(connection_id, actor_type, erp_key)
     if holder is not None:
-        raise LinkError(f"{actor_type} {erp_key} is already linked to the {holder_description(holder)}.")
+        raise LinkError(f"{actor_label(connection_id, actor_type)} {erp_key} is already linked to the "
+                        f"{holder_description(holder)}.")
 
 
 def create_link(*, connection_id: int, crm_type: str, crm_id: int, actor: dict, base: dict,

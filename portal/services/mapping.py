@@ -50,6 +50,7 @@ from portal.models import (
 )
 from portal.models.crm import LIST_LABELS
 from portal.services import audit
+from portal.services.actor_labels import actor_label
 from portal.services.connectors import ServiceError, client_for
 from portal.services.values import ConversionError, compatible, display, parse_input
 
@@ -71,7 +72,7 @@ def crm_label(crm_type: str) -> str:
 
 
 def switch_label(config: ActorTypeConfig) -> str:
-    return f'Sync ERP "{config.erp_actor_type}" to CRM "{crm_label(config.crm_type)}"'
+    return f'Sync ERP "{actor_label(config)}" to CRM "{crm_label(config.crm_type)}"'
 
 
 def field_label(erp_field: ErpField) -> str:
@@ -79,7 +80,8 @@ def field_label(erp_field: ErpField) -> str:
 
 
 def _where(erp_field: ErpField) -> str:
-    return f"{erp_field.actor_type.erp_actor_type}: “{field_label(erp_field)}”"
+    """Where a field is, as people read it (the actor type under its shown name)."""
+    return f"{actor_label(erp_field.actor_type)}: “{field_label(erp_field)}”"
 
 
 def ordered_fields(config: ActorTypeConfig) -> list[ErpField]:
@@ -137,8 +139,9 @@ def _problems_now(connection: Connection) -> list[str]:
 
 def _audit(action: str, erp_field_or_config, connection: Connection, *, before: dict, after: dict,
            object_type: str, secret: bool = False, **ctx) -> None:
-    if isinstance(erp_field_or_config, ErpField):
-        what = f"{connection.name} / {_where(erp_field_or_config)}"
+    if isinstance(erp_field_or_config, ErpField):  # the audit names the actor type by its constant
+        what = (f"{connection.name} / {erp_field_or_config.actor_type.erp_actor_type}: "
+                f"“{field_label(erp_field_or_config)}”")
     else:
         what = f"{connection.name} / {erp_field_or_config.erp_actor_type}"
     audit.record(action, erp_field_or_config, before=before, after=after, object_type=object_type,
@@ -419,7 +422,7 @@ def set_actor_type_active(config: ActorTypeConfig, on: bool, *, actor=None, **ct
     """The "Sync ERP <actor type> to CRM <record>" switch. Several actor types may sync to the same record type."""
     connection = config.connection
     if on and not config.supported:
-        raise MappingError([f"The connector no longer offers {config.erp_actor_type}; it cannot be switched on."])
+        raise MappingError([f"The connector no longer offers {actor_label(config)}; it cannot be switched on."])
     if bool(config.is_active) == on:
         return config
     problems_before = _problems_now(connection)
@@ -427,7 +430,7 @@ def set_actor_type_active(config: ActorTypeConfig, on: bool, *, actor=None, **ct
     _audit("mapping.actor_type", config, connection, before={"is_active": not on}, after={"is_active": on},
            object_type="actor_type_config", actor=actor, **ctx)
     _guarded_commit(connection, problems_before,
-                    f"switching {'on' if on else 'off'} {config.erp_actor_type}")
+                    f"switching {'on' if on else 'off'} {actor_label(config)}")
     return config
 
 
@@ -461,7 +464,7 @@ def mapping_problems(connection: Connection) -> list[str]:
     elsewhere = other_to_crm_targets(connection)
     for config in active:
         if not config.supported:
-            problems.append(f"{config.erp_actor_type}: the connector no longer offers this actor type; switch it "
+            problems.append(f"{actor_label(config)}: the connector no longer offers this actor type; switch it "
                             f"off.")
         for erp_field in ordered_fields(config):
             where = _where(erp_field)

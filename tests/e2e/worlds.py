@@ -108,3 +108,13 @@ def save_demo_connection(name: str = "Demo ERP", scope=None):
         None, connector=connector, name=name, description="", values=values,
         fields=connections.config_fields(connector), scope=scope or connections.Scope(), conflict_policy="priority",
         test_token_value=connections.test_token(connector.id, values))
+
+
+def free_company(app) -> int:
+    """The first company no connection links to (for Connect and Create)."""
+    from portal.extensions import db
+    from portal.models import Company, Link
+
+    with app.app_context():
+        linked = set(db.session.scalars(select(Link.crm_id).where(Link.crm_type == "company")))
+        return db.session.scalar(select(Company.id).where(Company.id.not_in(linked)).order_by(Company.id))

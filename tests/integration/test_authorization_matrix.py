@@ -140,6 +140,7 @@ RULES: dict[str, str] = {
     "admin.mappings": "admin",
     "admin.mappings_status": "admin",
     "admin.mappings_switch": "admin",
+    "admin.mappings_label": "admin",
     "admin.mappings_refresh": "admin",
     "admin.mappings_activation": "admin",
     "admin.mapping_row": "admin",

@@ -213,7 +213,7 @@ def test_every_form_survives_generated_input(app, fake, caplog):
     endpoints = {form["endpoint"] for form in forms}
     # the sweep must really reach the forms: Settings, CRM, ERP tab and Demo ERP ones
     assert {"admin.user_create", "admin.sync_interval", "crm.company_create", "erp_tab.create",
-            "demo_erp.actor_edit"} <= endpoints, sorted(endpoints)
+            "demo_erp.actor_edit", "admin.mappings_label"} <= endpoints, sorted(endpoints)
     failures: dict[str, str] = {}  # endpoint -> the first input it failed on (every endpoint is reported)
 
     @settings(max_examples=1500, deadline=None, database=None,
