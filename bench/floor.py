@@ -4,7 +4,8 @@ before the work.
 
 ``Recorder`` listens on the portal's engine while the work runs (only the calling thread: the scheduler's WAL
 checkpoint thread is not part of it) and keeps every statement the portal sends to the database — ``execute`` or
-``executemany``, with the parameters exactly as the driver got them — and every commit and rollback. ``replay``
+``executemany``, with the parameters exactly as the driver got them, and PostgreSQL's ``COPY``s of bulk
+INSERTs with their rows — and every commit and rollback. ``replay``
 runs them again on the copy, with the portal's own connection settings (``portal.database``: WAL, foreign keys,
 ``synchronous=NORMAL``, the Python ``lower`` the search-index triggers call), reading every row a ``SELECT``
 returns, and times that. On PostgreSQL the copy is a database created from the portal's as a template, and the
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import event
 
+from portal.services.sync import bulk
+
 
 class Recorder:
     def __init__(self, engine) -> None:
@@ -28,6 +31,7 @@ class Recorder:
         event.listen(engine, "before_cursor_execute", self._execute)
         event.listen(engine, "commit", self._commit)
         event.listen(engine, "rollback", self._rollback)
+        bulk.COPY_LISTENERS.append(self._copy)
 
     def _mine(self) -> bool:
         return threading.get_ident() == self.thread
@@ -35,6 +39,10 @@ class Recorder:
     def _execute(self, _conn, _cursor, statement, parameters, _context, executemany) -> None:
         if self._mine():
             self.ops.append(("many" if executemany else "one", statement, parameters))
+
+    def _copy(self, statement, rows) -> None:  # PostgreSQL's bulk INSERTs (portal.services.sync.bulk.copy_rows)
+        if self._mine():
+            self.ops.append(("copy", statement, list(rows)))
 
     def _commit(self, _conn) -> None:
         if self._mine():
@@ -48,12 +56,14 @@ class Recorder:
         event.remove(self.engine, "before_cursor_execute", self._execute)
         event.remove(self.engine, "commit", self._commit)
         event.remove(self.engine, "rollback", self._rollback)
+        bulk.COPY_LISTENERS.remove(self._copy)
         return self.ops
 
     def summary(self) -> dict:
-        return {"statements": sum(1 for kind, _s, _p in self.ops if kind in ("one", "many")),
+        return {"statements": sum(1 for kind, _s, _p in self.ops if kind in ("one", "many", "copy")),
                 "commits": sum(1 for kind, _s, _p in self.ops if kind == "commit"),
-                "rows_sent": sum(len(p) if kind == "many" else 1 for kind, _s, p in self.ops if kind in ("one", "many"))}
+                "rows_sent": sum(len(p) if kind in ("many", "copy") else 1 for kind, _s, p in self.ops
+                                 if kind in ("one", "many", "copy"))}
 
 
 def snapshot(engine):
@@ -81,7 +91,7 @@ def write_log(path: str, title: str, ops: list) -> None:
         log.write(f"=== {title}\n")
         for kind, statement, parameters in ops:
             text = " ".join((statement or "").split())
-            log.write(f"{kind:8} {len(parameters) if kind == 'many' else '':>5} {text[:200]}\n")
+            log.write(f"{kind:8} {len(parameters) if kind in ('many', 'copy') else '':>5} {text[:200]}\n")
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -127,6 +137,10 @@ def _timed(conn, ops: list) -> float:
                 cursor.fetchall()
         elif kind == "many":
             cursor.executemany(statement, parameters)
+        elif kind == "copy":
+            with cursor.copy(statement) as copy:
+                for row in parameters:
+                    copy.write_row(row)
         elif kind == "commit":
             conn.commit()
         else:

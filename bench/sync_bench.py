@@ -199,6 +199,13 @@ def build(work: Path, port: int, links: int) -> None:
         connection = db.session.get(Connection, connection.id)
         connection.cursors = {"Customer": format_timestamp(max(stamps.values()))}
         db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # the planner's statistics, as autovacuum gathers them within a minute of a bulk load in any real
+            # database: without them PostgreSQL takes the just-filled tables for empty and walks every link
+            # for each batch (15 ms a SELECT instead of 0.2 ms)
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
         db.engine.dispose()
 
 

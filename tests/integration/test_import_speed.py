@@ -8,7 +8,8 @@ from sqlalchemy import event, select
 
 from portal.extensions import db
 from portal.models import Company, Contact, SyncChange
-from portal.services import importer
+from portal.services import import_write, importer
+from portal.services.sync import bulk
 from tests.integration.test_import import companies, connection_id, contacts, links, run_import  # noqa: F401
 
 _SKIP = {"id", "created_at", "updated_at"}
@@ -59,13 +60,18 @@ def test_new_ids_follow_the_existing_records_and_the_writes_are_bulk(app, fake, 
         if statement.lstrip().upper().startswith("INSERT INTO"):
             statements.append((statement.split("(")[0].split()[-1].strip('"'), executemany))
 
+    def copied(copy_sql, _rows):  # PostgreSQL: a bulk INSERT goes as one COPY (bulk.copy_rows)
+        statements.append((copy_sql.split()[1].strip('"'), True))
+
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", count)
+    bulk.COPY_LISTENERS.append(copied)
     try:
         run = run_import(app, connection_id, keys=keys, company_match="none")
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        bulk.COPY_LISTENERS.remove(copied)
     assert run.status == "succeeded", run.message
     new = [c for c in companies(app) if c.id > top]
     assert sorted(c.name for c in new) == sorted(f"Nordic {i}" for i in range(7))
@@ -80,7 +86,7 @@ def test_a_company_saved_by_someone_else_between_the_id_and_the_insert_costs_not
     """Adversary: another writer commits a company right after the import took its ids (same next id on SQLite);
     the batch is planned again and every actor still arrives once, the other company untouched."""
     keys = [fake.add_actor("Customer", {"name": f"Bulk {n} AS"}) for n in range(3)]
-    allocate = importer._allocate_ids
+    allocate = import_write.allocate_ids
     raced = []
 
     def allocate_then_race(table, count):
@@ -93,7 +99,7 @@ def test_a_company_saved_by_someone_else_between_the_id_and_the_insert_costs_not
                 other.commit()
         return ids
 
-    monkeypatch.setattr(importer, "_allocate_ids", allocate_then_race)
+    monkeypatch.setattr(import_write, "allocate_ids", allocate_then_race)
     run = run_import(app, connection_id, keys=keys)
     assert run.status == "succeeded", run.message
     names = sorted(c.name for c in companies(app))

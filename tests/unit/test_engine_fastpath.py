@@ -29,6 +29,7 @@ from portal.models import (
     CrmFieldType,
     FieldType,
     Link,
+    LinkStatus,
     SyncChange,
     SyncRun,
 )
@@ -230,6 +231,69 @@ def test_a_bulk_statement_never_skips_a_default_or_onupdate(ctx):
     with pytest.raises(KeyError):  # a row without a value and no default for it
         bulk.BulkStatement.get(conn.dialect, Link.__table__, "update", ("status", "updated_at")).params(
             [{"id": 1, "status": "ok"}])
+
+
+NASTY_TEXTS = ["NULL", "null", "", " ", "a,b", '{"}', "{a,b}", "back\\slash", 'quo"te', "tab\tnew\nline", "Å ø 中 🙂",
+               "(1,2)", "x" * 3000]
+
+
+def test_bulk_writes_of_nasty_values_store_what_row_by_row_writes_store(ctx):
+    """PostgreSQL sends a batch as one array per column (bulk._array_sql): array syntax characters, the word
+    NULL, empty and long texts, and a column that mixes Python types (an int among Decimals, a plain str among
+    StrEnums) must arrive exactly as one UPDATE / INSERT per row stores them."""
+    _cid, ids = _links(2 * len(NASTY_TEXTS))
+    now = datetime(2026, 11, 25, 12, 0, 0)
+    rows = [{"status_message": value, "last_result": value[::-1], "base": {"v": value, "n": n},
+             "status": LinkStatus.OK if n % 2 else "ok", "failures": n, "updated_at": now}
+            for n, value in enumerate(NASTY_TEXTS)]
+    bulk_ids, single_ids = ids[:len(rows)], ids[len(rows):]
+    assert bulk.update_many(Link.__table__, [{**row, "id": i} for row, i in zip(rows, bulk_ids, strict=True)]) \
+        == len(rows)
+    for row, link_id in zip(rows, single_ids, strict=True):
+        bulk.update_many(Link.__table__, [{**row, "id": link_id}])  # one row: the per-row statement
+    db.session.commit()
+    columns = [c.name for c in Link.__table__.columns]
+    keep = [columns.index(key) for key in ("status_message", "last_result", "base", "status", "failures")]
+    assert [[row[i] for i in keep] for row in _stored(Link.__table__, bulk_ids)] == \
+        [[row[i] for i in keep] for row in _stored(Link.__table__, single_ids)]
+    assert [db.session.get(Link, i).status_message for i in bulk_ids] == NASTY_TEXTS
+    # an ERP Double arrives as 5 or 5.5 (JSON has one number type): a float column gets ints and floats
+    companies = [db.session.get(Link, i).crm_id for i in ids[:4]]
+    limits = [5, 5.5, None, 10**12]
+    bulk.update_many(Company.__table__, [{"id": company_id, "credit_limit": limit, "updated_at": now}
+                                         for company_id, limit in zip(companies, limits, strict=True)])
+    db.session.commit()
+    db.session.expire_all()
+    assert [db.session.get(Company, i).credit_limit for i in companies] == limits
+
+
+def test_a_guarded_bulk_update_skips_exactly_the_rows_whose_record_changed(ctx):
+    """update_many with ``record``: only links whose company still has the ``seen`` updated_at are written, and
+    the count says how many — the apply step's check that nothing changed meanwhile (apply._Contended)."""
+    _cid, ids = _links(4)
+    links = [db.session.get(Link, i) for i in ids]
+    seen = {link.id: db.session.get(Company, link.crm_id).updated_at for link in links}
+    db.session.execute(text("UPDATE company SET updated_at = :at WHERE id = :id"),
+                       {"at": datetime(2030, 1, 1), "id": links[1].crm_id})
+    db.session.commit()
+    now = datetime(2026, 11, 25, 12, 0, 0)
+    rows = [{"id": link.id, "last_result": "written", "updated_at": now, "seen": seen[link.id]} for link in links]
+    assert bulk.update_many(Link.__table__, rows, Company.__table__) == 3
+    db.session.commit()
+    assert [db.session.get(Link, i).last_result for i in ids] == ["written", "", "written", "written"]
+
+
+def test_a_bulk_update_naming_a_row_twice_applies_both_in_order(ctx):
+    """Two updates of one row in a batch: the later one wins, as with one statement per row (one FROM row per
+    target row is all an UPDATE … FROM can apply, so such a batch is not sent as arrays)."""
+    _cid, ids = _links(2)
+    now = datetime(2026, 11, 25, 12, 0, 0)
+    rows = [{"id": ids[0], "last_result": "first", "updated_at": now},
+            {"id": ids[1], "last_result": "other", "updated_at": now},
+            {"id": ids[0], "last_result": "second", "updated_at": now}]
+    bulk.update_many(Link.__table__, rows)
+    db.session.commit()
+    assert [db.session.get(Link, i).last_result for i in ids] == ["second", "other"]
 
 
 # ------------------------------------------------------------------------------------------------ GC

@@ -1,4 +1,5 @@
-"""Bulk writes: one DBAPI ``executemany`` of SQLAlchemy's own compiled statement."""
+"""Bulk writes: one DBAPI ``executemany`` of SQLAlchemy's own compiled statement (an INSERT on PostgreSQL: one
+COPY)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 from sqlalchemy import Date, DateTime, bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from portal.extensions import db
 
@@ -68,6 +70,11 @@ class BulkStatement:
             self.processors.append((processor, memo))
         self.converting = any(processor is not None for processor, _memo in self.processors)
         self.getter = itemgetter(*self.keys)
+        # PostgreSQL takes the rows of an INSERT as one COPY: a third of the server's work of a statement per
+        # row (measured: 4,000 change-log rows 0.14 s against 0.24 s pipelined executemany, 0.26 s unnest)
+        self.copy_sql = (f"COPY {dialect.identifier_preparer.format_table(table)} "
+                         f"({', '.join(dialect.identifier_preparer.quote(table.c[wanted[n]].name) for n in names)}) "
+                         "FROM STDIN") if kind == "insert" and dialect.name == "postgresql" else None
 
     @classmethod
     def get(cls, dialect, table, kind: str, keys: tuple[str, ...], record=None) -> BulkStatement:
@@ -84,6 +91,13 @@ class BulkStatement:
     def params(self, rows: Iterable[dict], defaults: dict | None = None) -> list:
         """The DBAPI parameters for ``rows`` (dicts by column key; a key missing from a row is taken from
         ``defaults``), each value through its column type's bind processor."""
+        tuples = self._tuples(rows, defaults)
+        if self.positional:
+            return tuples
+        return [dict(zip(self.names, values, strict=True)) for values in tuples]
+
+    def _tuples(self, rows: Iterable[dict], defaults: dict | None) -> list[tuple]:
+        """``params`` as tuples in the statement's parameter order."""
         getter = self.getter
         tuples = []
         for row in rows:
@@ -112,15 +126,33 @@ class BulkStatement:
                 else:
                     columns[position] = list(map(processor, columns[position]))
             tuples = list(zip(*columns, strict=True))
-        if self.positional:
-            return tuples
-        return [dict(zip(self.names, values, strict=True)) for values in tuples]
+        return tuples
 
     def execute(self, conn, rows: Sequence[dict], defaults: dict | None = None) -> int:
         """Runs the statement for ``rows``; returns the number of rows it wrote (the driver's ``rowcount``)."""
         if not rows:
             return 0
+        if self.copy_sql is not None and len(rows) > 1:
+            return copy_rows(conn, self.copy_sql, self._tuples(rows, defaults))
         return conn.exec_driver_sql(self.sql, self.params(rows, defaults)).rowcount
+
+
+COPY_LISTENERS: list = []  # called as listener(copy_sql, rows) before a COPY (bench/floor.py records them)
+
+
+def copy_rows(conn, copy_sql: str, rows: list[tuple]) -> int:
+    """``COPY … FROM STDIN`` of ``rows`` (values already through their bind processors) on the connection's
+    PostgreSQL driver connection, inside the session's transaction; returns the number of rows."""
+    for listener in COPY_LISTENERS:
+        listener(copy_sql, rows)
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as error:  # as SQLAlchemy would raise it (IntegrityError …), for the callers' handlers
+        raise DBAPIError.instance(copy_sql, None, error, dbapi.Error) from error
+    return len(rows)
 
 
 def update_many(table, rows: list[dict], record=None) -> int:
