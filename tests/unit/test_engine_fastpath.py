@@ -238,9 +238,9 @@ NASTY_TEXTS = ["NULL", "null", "", " ", "a,b", '{"}', "{a,b}", "back\\slash", 'q
 
 
 def test_bulk_writes_of_nasty_values_store_what_row_by_row_writes_store(ctx):
-    """PostgreSQL sends a batch as one array per column (bulk._array_sql): array syntax characters, the word
-    NULL, empty and long texts, and a column that mixes Python types (an int among Decimals, a plain str among
-    StrEnums) must arrive exactly as one UPDATE / INSERT per row stores them."""
+    """Array and COPY syntax characters, the word NULL, empty and long texts, and a column that mixes Python types
+    (ints among floats, a plain str among StrEnums) arrive exactly as one UPDATE per row stores them, and the
+    change log's bulk INSERT (a COPY on PostgreSQL) keeps them too."""
     _cid, ids = _links(2 * len(NASTY_TEXTS))
     now = datetime(2026, 11, 25, 12, 0, 0)
     rows = [{"status_message": value, "last_result": value[::-1], "base": {"v": value, "n": n},
@@ -265,6 +265,19 @@ def test_bulk_writes_of_nasty_values_store_what_row_by_row_writes_store(ctx):
     db.session.commit()
     db.session.expire_all()
     assert [db.session.get(Company, i).credit_limit for i in companies] == limits
+    # the change log's bulk INSERT (PostgreSQL: a COPY, bulk.copy_rows) of the same texts
+    run = SyncRun(connection_id=_cid, kind="sync")
+    db.session.add(run)
+    db.session.commit()
+    changes = [{"run_id": run.id, "connection_id": _cid, "link_id": bulk_ids[n], "crm_type": "company",
+                "crm_id": n, "erp_actor_type": "Customer", "erp_key": value[:200], "direction": "to_crm",
+                "erp_field_key": "F", "crm_field_key": "name", "old_value": value, "new_value": None,
+                "conflict": bool(n % 2), "rule": value, "at": now} for n, value in enumerate(NASTY_TEXTS)]
+    bulk.insert_many(SyncChange.__table__, changes, changelog.CHANGE_DEFAULTS)
+    db.session.commit()
+    stored = db.session.scalars(select(SyncChange).where(SyncChange.run_id == run.id).order_by(SyncChange.id)).all()
+    assert [(c.old_value, c.new_value, c.rule, c.conflict, c.at) for c in stored] == \
+        [(value, None, value, bool(n % 2), now) for n, value in enumerate(NASTY_TEXTS)]
 
 
 def test_a_guarded_bulk_update_skips_exactly_the_rows_whose_record_changed(ctx):
