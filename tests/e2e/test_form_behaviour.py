@@ -2,7 +2,8 @@
 tests/integration/test_form_behaviour.py):
 
 1. The connection form: after a passed Test, the name, description, scope and conflict rule change freely; a config
-   value disables OK until it is back to the tested one (a typed secret until it is blank again).
+   value disables OK until it is back to the tested one (a typed secret until it is blank again). On an active
+   connection every config field is locked, and a value changed anyway is refused with a warning.
 2. Import criteria: a value typed right after an operator change (while that request is in flight) is kept, and Find
    uses it.
 3. Mappings: unticking an actor type of an active connection asks first (Cancel leaves it on); an inactive connection
@@ -112,6 +113,46 @@ def test_ok_needs_a_test_of_the_config_values_only_and_comes_back_when_they_do(a
     expect(ok).to_be_disabled()
     company.fill("DEMO")
     expect(ok).to_be_enabled()
+
+
+
+def test_configure_on_an_active_connection_locks_every_config_field_and_never_drops_a_change_silently(
+        admin_page, live_server):
+    """Issue #17, item 1: "Company database" was editable on an active connection (``disabledrequired``) and a
+    changed value vanished on OK without a word."""
+    from portal.extensions import db
+    from portal.models import Connection
+
+    page, url = admin_page, live_server.url
+    connection_id = _active_demo_connection(live_server)
+    page.goto(f"{url}/settings/connections/{connection_id}/edit")
+    config = page.locator("#config-fields")
+    expect(config).to_contain_text("can only be changed while the connection is inactive")
+    expect(page.get_by_label("Company database")).to_be_disabled()
+    inputs = config.locator("input:not([type='hidden']), select, textarea")
+    expect(inputs).not_to_have_count(0)
+    for field in inputs.all():
+        expect(field).to_be_disabled()
+    expect(page.get_by_role("button", name="OK", exact=True)).to_be_enabled()  # name, scope and rule still change
+
+    # A form opened while the connection was inactive, activated meanwhile by someone else: the typed value is not
+    # used, and the admin is told so.
+    with live_server.app.app_context():
+        db.session.get(Connection, connection_id).active = False
+        db.session.commit()
+    page.goto(f"{url}/settings/connections/{connection_id}/edit")
+    company = page.get_by_label("Company database")
+    company.fill("OTHER")
+    with live_server.app.app_context():
+        db.session.get(Connection, connection_id).active = True
+        db.session.commit()
+    page.get_by_role("button", name="Test ERP connection").click()
+    expect(page.locator("#toasts")).to_contain_text(
+        "Company database not changed: the configuration of an active connection is locked")
+    expect(company).to_be_disabled()
+    expect(company).to_have_value("DEMO")  # the stored value, shown locked
+    with live_server.app.app_context():
+        assert db.session.get(Connection, connection_id).config_values["CompanyDb"] == "DEMO"
 
 
 # ============================================================================== 2. import criteria

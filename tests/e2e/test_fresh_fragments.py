@@ -12,35 +12,99 @@ from sqlalchemy import select
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.e2e.worlds import sync_issue_world  # noqa: E402
+from tests.e2e.worlds import free_company, sync_issue_world  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 
-def test_sync_now_updates_the_record_headers_updated_time(live_server, admin_page):
-    from portal.connectors.builtin.demo import DemoErpConnector
+def _age_record(app, company_id: int) -> str:
+    """Date the company's last change three days back, so a fresh "updated" time in its header is told apart;
+    returns the old time as the header shows it."""
     from portal.database import utcnow
     from portal.extensions import db
-    from portal.models import Company, Link
+    from portal.models import Company
+
+    with app.app_context():
+        company = db.session.get(Company, company_id)
+        company.updated_at = utcnow() - timedelta(days=3)
+        db.session.commit()
+        return company.updated_at.strftime("%Y-%m-%d %H:%M")
+
+
+def _expect_header_updated(page, app, company_id: int, old: str) -> None:
+    """The header (#record-meta, outside the ERP tab's section) shows the company's new "updated" time."""
+    from portal.extensions import db
+    from portal.models import Company
+
+    expect(page.locator("#record-meta")).not_to_contain_text(f"updated {old}")
+    with app.app_context():
+        fresh = db.session.get(Company, company_id).updated_at.strftime("%Y-%m-%d %H:%M")
+    assert fresh != old  # the action did write the record
+    expect(page.locator("#record-meta")).to_contain_text(f"updated {fresh}")
+
+
+def test_sync_now_updates_the_record_headers_updated_time(live_server, admin_page):
+    from portal.connectors.builtin.demo import DemoErpConnector
+    from portal.extensions import db
+    from portal.models import Link
 
     app, page, url = live_server.app, admin_page, live_server.url
     world = sync_issue_world(app)
     with app.app_context():
         link = db.session.scalars(select(Link).where(Link.status == "ok").order_by(Link.id.desc())).first()
-        company = db.session.get(Company, link.crm_id)
-        company.updated_at = utcnow() - timedelta(days=3)
-        db.session.commit()
-        company_id, erp_key, old = company.id, link.erp_key, company.updated_at.strftime("%Y-%m-%d %H:%M")
-        DemoErpConnector.for_path(app.config["DEMO_ERP_DB"]).update_fields("Customer", erp_key,
-                                                                           {"PHONE": "+47 99 88 77 66"})
+        company_id, erp_key = link.crm_id, link.erp_key
+    old = _age_record(app, company_id)
+    DemoErpConnector.for_path(app.config["DEMO_ERP_DB"]).update_fields("Customer", erp_key,
+                                                                       {"PHONE": "+47 99 88 77 66"})
     page.goto(f"{url}/companies/{company_id}?tab=erp")
     expect(page.locator("#record-meta")).to_contain_text(f"updated {old}")
     page.locator(f"#erp-conn-{world['connection']}").get_by_role("button", name="Sync now").click()
     expect(page.locator("#toasts")).to_contain_text("Synced")
-    expect(page.locator("#record-meta")).not_to_contain_text(f"updated {old}")
-    with app.app_context():
-        fresh = db.session.get(Company, company_id).updated_at.strftime("%Y-%m-%d %H:%M")
-    expect(page.locator("#record-meta")).to_contain_text(f"updated {fresh}")
+    _expect_header_updated(page, app, company_id, old)
+
+
+def test_connect_updates_the_record_headers_updated_time(live_server, admin_page):
+    app, page, url = live_server.app, admin_page, live_server.url
+    world = sync_issue_world(app)
+    company_id = free_company(app)
+    old = _age_record(app, company_id)
+    page.goto(f"{url}/companies/{company_id}?tab=erp")
+    expect(page.locator("#record-meta")).to_contain_text(f"updated {old}")
+    page.get_by_role("button", name="Connect to Customer in Demo ERP").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Search ERP").fill("")
+    dialog.get_by_role("button", name="Search", exact=True).click()
+    dialog.get_by_role("button", name=re.compile(r"^Select ")).first.click()
+    dialog = page.get_by_role("dialog", name="Select correct field values for linked company")
+    dialog.get_by_role("button", name="Use all ERP values").click()  # the ERP's name and phone: the CRM is written
+    dialog.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator(f"#erp-conn-{world['connection']}")).to_contain_text("connected Customer")
+    _expect_header_updated(page, app, company_id, old)
+
+
+def test_create_updates_the_record_headers_updated_time(live_server, admin_page):
+    from portal.extensions import db
+    from portal.models import Connection
+
+    app, page, url = live_server.app, admin_page, live_server.url
+    world = sync_issue_world(app)
+    with app.app_context():  # the customer number the ERP assigns comes back to the company: Create writes the CRM
+        number = next(f for f in db.session.get(Connection, world["connection"]).actor_type("Customer").fields
+                      if f.field_key == "NUMBER1")
+        number.crm_field, number.sync_to_crm = "number", True
+        db.session.commit()
+    company_id = free_company(app)
+    old = _age_record(app, company_id)
+    page.goto(f"{url}/companies/{company_id}?tab=erp")
+    expect(page.locator("#record-meta")).to_contain_text(f"updated {old}")
+    page.get_by_role("button", name="Connect to Customer in Demo ERP").click()
+    page.get_by_role("dialog").get_by_role("button", name="Can't find a match — create in ERP").click()
+    dialog = page.get_by_role("dialog", name="Create in ERP “Demo ERP”")
+    dialog.get_by_role("button", name="Create", exact=True).click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator(f"#erp-conn-{world['connection']}")).to_contain_text("connected Customer")
+    _expect_header_updated(page, app, company_id, old)
 
 
 def test_automatic_sync_keeps_saying_when_it_runs_next(live_server, admin_page):

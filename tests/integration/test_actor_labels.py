@@ -263,3 +263,9 @@ def test_other_connections_keep_their_own_names(app, admin_client, vendor, conne
         db.session.commit()
         assert actor_labels.actor_label(other.actor_type("Supplier")) == "Supplier"
         assert actor_labels.actor_label(vendor, "Supplier") == "Vendor"
+
+
+def test_the_sync_tabs_connection_summary_says_vendor(admin_client, vendor):
+    page = plain(admin_client.get(f"/settings/sync?connection={vendor}"))
+    assert "<td>Vendor</td>" in page
+    assert "<td>Supplier</td>" not in page
