@@ -16,8 +16,9 @@ seconds minus the seconds it waited on the connector (``SyncRun.connector_second
 (or ``psycopg``) code, on a copy of the database taken just before the import (same schema: the portal's metadata,
 search-index triggers included), that does what the import must do in the database: the reads the import makes
 (its SELECTs as sent, replayed), and the rows it wrote — companies, contacts, links, change-log rows, exactly as
-stored after the run — each as one ``executemany`` per table in the same transactions as the portal (the same
-number of rows of each table in each transaction), plus its other writes (the run's progress, list items) as sent.
+stored after the run — each as one ``executemany`` per table (one ``COPY`` on PostgreSQL, as the portal's bulk
+INSERTs) in the same transactions as the portal (the same number of rows of each table in each transaction), plus
+its other writes (the run's progress, list items) as sent.
 Whatever the shape of the portal's writes (row by row or in bulk), the floor writes the same rows the fast way; a
 leaner change log makes the floor leaner too. The unchanged re-run's floor is the plain replay of its statements
 (``bench/floor.py``).
@@ -29,6 +30,7 @@ leaner change log makes the floor leaner too. The unchanged re-run's floor is th
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -154,10 +156,15 @@ def _run(app, connection_id: int, record: bool = False, before=None):
 # ------------------------------------------------------------------------------------------------------ the floor
 
 _INSERT = re.compile(r'^\s*INSERT INTO "?(\w+)"?\s*\(([^)]*)\)', re.IGNORECASE)
+_COPY = re.compile(r'^\s*COPY "?(\w+)"?\s*\(', re.IGNORECASE)
 
 
 def _inserted(kind: str, statement: str, parameters) -> tuple[str, int] | None:
-    """(table, rows) of a recorded INSERT into one of FLOOR_TABLES: executemany, or one (multi-row) statement."""
+    """(table, rows) of a recorded INSERT into one of FLOOR_TABLES: executemany, one (multi-row) statement, or
+    PostgreSQL's COPY of a bulk INSERT (portal.services.sync.bulk)."""
+    if kind == "copy":
+        match = _COPY.match(statement or "")
+        return (match.group(1).lower(), len(parameters)) if match and match.group(1).lower() in FLOOR_TABLES else None
     match = _INSERT.match(statement or "")
     if match is None or match.group(1).lower() not in FLOOR_TABLES:
         return None
@@ -218,6 +225,11 @@ def next_ids(app) -> dict:
     return ids
 
 
+def _table_of(statement: str) -> str:
+    """The table of an ``INSERT INTO t (…)`` or a ``COPY t (…) FROM STDIN``."""
+    return statement.split()[2 if statement.upper().startswith("INSERT") else 1]
+
+
 def floor_seconds(target, plan: list, rows: dict) -> float:
     """Seconds plain sqlite3 (a path) or psycopg (a URL) takes for the floor ``plan`` on the copy ``target``."""
     offsets = dict.fromkeys(rows, 0)
@@ -236,7 +248,9 @@ def floor_seconds(target, plan: list, rows: dict) -> float:
 
         def adapt(values):
             return values
-    statements = {table: f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join([mark] * len(columns))})'
+    # The fast way of each database: executemany on SQLite, COPY on PostgreSQL (as the portal's bulk INSERTs)
+    statements = {table: f'COPY {table} ({", ".join(columns)}) FROM STDIN' if isinstance(target, str) else
+                  f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join([mark] * len(columns))})'
                   for table, (columns, _rows) in rows.items()}
     prepared = []
     for step in plan:
@@ -248,6 +262,14 @@ def floor_seconds(target, plan: list, rows: dict) -> float:
         else:
             prepared.append(step)
     order = {"company": 0, "contact": 1, "link": 2, "sync_change": 3}  # foreign keys: records before their rows
+
+    def write(cursor, statement, rows_) -> None:
+        if statement.startswith("COPY"):
+            with cursor.copy(statement) as copy:
+                for row in rows_:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(statement, rows_)
     try:
         cursor = conn.cursor()
         started = time.perf_counter()
@@ -263,10 +285,12 @@ def floor_seconds(target, plan: list, rows: dict) -> float:
                     cursor.fetchall()
             elif kind == "many":
                 cursor.executemany(statement, parameters)
+            elif kind == "copy":
+                write(cursor, statement, parameters)
             elif kind == "commit":
-                for statement_, parameters_ in sorted(batch, key=lambda b: order[_INSERT.match(b[0]).group(1)]):
+                for statement_, parameters_ in sorted(batch, key=lambda b: order[_table_of(b[0])]):
                     if parameters_:
-                        cursor.executemany(statement_, parameters_)
+                        write(cursor, statement_, parameters_)
                 batch = []
                 conn.commit()
             else:
@@ -298,13 +322,17 @@ def measure(tmp: Path, url: str, database_url: str | None, args) -> dict:
     peak_mb = memory.peak_mb()
     totals = _database_counts(app)
     rows = stored_rows(app, first["run_id"], first_ids)
-    plan = floor_plan(first["ops"])
-    first_floor = floor_seconds(copy, plan, rows)
+    first_floor = floor_seconds(copy, floor_plan(first.pop("ops")), rows)
+    # What was recorded is dropped before the next measured run: kept, its hundreds of thousands of objects would
+    # be walked by every garbage collection of that run and counted as the portal's time
+    del rows
+    gc.collect()
     memory.reset_peak()
     rerun = _run(app, connection_id, record=True, before=snapshot)
     rerun_copy = rerun["before"]
     rerun_peak_mb = memory.peak_mb()
-    rerun_floor = floor.replay(rerun_copy, rerun["ops"])
+    rerun_floor = floor.replay(rerun_copy, rerun.pop("ops"))
+    gc.collect()
     with app.app_context():
         dialect = db.engine.dialect.name
         db.session.remove()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from portal.extensions import db
-from portal.models import Company, CrmType, FieldType, Link, crm_field
+from portal.models import CRM_MODELS, Company, CrmType, FieldType, Link, crm_field
 from portal.services.crm_rules import storable
 from portal.services.values import is_blank, same_value
 
@@ -156,6 +156,34 @@ def guess_company_name_field(choices: Sequence[tuple[str, str]]) -> str:
     return next((k for k, label in choices if "company" in label.casefold()), "")
 
 
+class Row:
+    """A CRM record or link as the import reads and writes it in bulk: its columns as attributes, without an ORM
+    instance (building and tracking those cost more than the database's work for them, issue #19)."""
+
+    def __init__(self, values: Mapping, crm_type: str = ""):
+        self.__dict__.update(values)
+        self._record_type = crm_type
+
+    @property
+    def display_name(self) -> str:
+        """The record's name as its model gives it (``Company.display_name`` …)."""
+        model = CRM_MODELS.get(self._record_type)
+        return model.display_name.fget(self) if model is not None else f"#{self.id}"
+
+
+def read_rows(table, condition, crm_type: str = "", *, columns: Sequence[str] = (), oldest_first: bool = False
+              ) -> list[Row]:
+    """The rows of ``table`` where ``condition`` holds as :class:`Row` (one Core query): every column, or only
+    ``columns`` (each column read costs its type conversion)."""
+    selected = [table.c[key] for key in columns] if columns else list(table.c)
+    keys = [column.key for column in selected]
+    query = select(*selected).where(condition)
+    if oldest_first:
+        query = query.order_by(table.c.id)
+    return [Row(dict(zip(keys, values, strict=True)), crm_type)
+            for values in db.session.connection().execute(query)]
+
+
 @dataclass
 class Probe:
     """What one actor is compared with: normalized values of ``attrs``, and the raw first value (SQL IN)."""
@@ -180,7 +208,7 @@ def find_matches(model, crm_type: str, attrs: Sequence[str], probes: Mapping[int
         condition = or_(sql_key(column, first).in_({" ".join(v.split()).lower() for v in wanted_raw}),
                         column.in_(wanted_raw))
     linked = select(Link.crm_id).where(Link.connection_id == connection_id, Link.crm_type == crm_type)
-    rows = db.session.scalars(select(model).where(condition, model.id.not_in(linked)).order_by(model.id)).all()
+    rows = read_rows(model.__table__, condition & model.id.not_in(linked), crm_type, oldest_first=True)
     index: dict[tuple, list] = {}
     for record in rows:
         index.setdefault(tuple(norm(a, getattr(record, a)) for a in attrs), []).append(record)

@@ -14,8 +14,10 @@ Execution (:func:`execute_import`), in batches of ``BATCH_SIZE`` actors:
 
 1. resolve the selection (the chosen keys, or the search re-run server-side for "all results");
 2. per batch: ``GetActors`` (no database transaction open) → :meth:`Importer.plan` (a few batched reads:
-   links, records, duplicate candidates, parent links) → :meth:`Importer.apply` (records, links, list items,
-   ``SyncChange`` rows, progress) → one commit. A record and its link are always committed together;
+   links, records, duplicate candidates, parent links, as plain rows; each ERP value converted through its field's
+   prepared conversions, ``portal.services.import_convert``) → :meth:`Importer.apply` (records, links, list items,
+   ``SyncChange`` rows, in bulk: ``portal.services.import_write``; progress) → one commit. A record and its link
+   are always committed together;
 3. for companies "with their persons": the persons of the imported companies are found with
    ``SearchActorsAdvanced(ParentErpKey oneof …)`` (or ``SearchActorByParent`` when a connector does not support
    that) and imported the same way, after the companies, so they land under their company.
@@ -40,7 +42,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.connectors.client import ConnectorClient, ConnectorError
@@ -57,9 +59,7 @@ from portal.models import (
     CrmType,
     FieldType,
     Link,
-    LinkStatus,
     ListItem,
-    ListItemMapping,
     RunKind,
     RunStatus,
     SyncChange,
@@ -69,9 +69,11 @@ from portal.models import (
     crm_fields,
 )
 from portal.services import import_rules as rules
+from portal.services import import_write
 from portal.services.connectors import client_for
 from portal.services.crm import Paging
 from portal.services.crm_rules import MISSING, ListItemInfo, storable_text, value_problem
+from portal.services.import_convert import FieldConverter, base_plan, converters
 
 # Public names of the split-out modules, importable from here as before.
 from portal.services.import_rules import (  # noqa: F401
@@ -114,15 +116,13 @@ from portal.services.import_settings import (  # noqa: F401
     persons_config,
     settings_summary,
 )
+from portal.services.import_write import RULE_NEW, RULE_UPDATED, NewListItem
 from portal.services.sync import runs
-from portal.services.sync.bulk import BulkStatement, core_connection, insert_many
-from portal.services.sync.changelog import CHANGE_DEFAULTS
-from portal.services.sync.fieldmap import MappedField, crm_side, erp_side, mapped_fields
+from portal.services.sync.fieldmap import MappedField, mapped_fields
 from portal.services.values import (
     ConversionError,
     UnmappedListItem,
     display,
-    erp_to_crm,
     is_blank,
     number_text,
     same_value,
@@ -135,10 +135,12 @@ PARENT_CHUNK = 500  # company keys per SearchActorsAdvanced(ParentErpKey oneof �
 MAX_EXPLICIT_KEYS = 2000  # rows ticked one by one; beyond that use "all results"
 MAX_REPORTED = 200  # row problems kept in SyncRun.counts (all of them are in the sync log)
 MAX_LIST_NAME = 120
+MAX_REMEMBERED = 50_000  # texts of new records whose check is remembered (_refuse), per run
+_TEXT_TYPES = frozenset({CrmFieldType.TEXT, CrmFieldType.LONGTEXT})
+# What the import reads of an actor's existing link (import_write updates it by id).
+LINK_COLUMNS = ("id", "crm_type", "crm_id", "erp_key", "base", "erp_last_modified")
 
 OUTCOME_LABELS = {"new": "New", "update": "Update", "unchanged": "Unchanged", "skip": "Skip", "error": "Error"}
-RULE_NEW = "import: new record"
-RULE_UPDATED = "import: updated"
 
 
 # -------------------------------------------------------------------------------------------- type specs
@@ -154,10 +156,27 @@ class TypeSpec:
     write: list[MappedField]  # the mappings ERP -> CRM: what the import writes
     field_keys: list[str]  # GetActors FieldKeys
     erp_fields: dict[str, tuple[int, str, str]]  # field key -> (ErpField id, display name, list name)
+    convert: dict[str, FieldConverter] = field(default_factory=dict)  # erp key -> its conversions (import_convert)
 
     @property
     def model(self):
         return CRM_MODELS[self.crm_type]
+
+    @functools.cached_property
+    def write_by_crm(self) -> dict[str, MappedField]:
+        return {f.crm_key: f for f in self.write}
+
+    @functools.cached_property
+    def erp_key_by_crm(self) -> dict[str, str]:
+        return {f.crm_key: f.erp_key for f in self.write}
+
+    @functools.cached_property
+    def converting(self) -> list[tuple[MappedField, FieldConverter]]:
+        return [(f, self.convert[f.erp_key]) for f in self.fields]
+
+    @functools.cached_property
+    def base_plan(self) -> list[tuple]:
+        return base_plan(self.fields, self.convert, {key: ids[0] for key, ids in self.erp_fields.items()})
 
 
 def type_spec(config: ActorTypeConfig) -> TypeSpec:
@@ -168,19 +187,11 @@ def type_spec(config: ActorTypeConfig) -> TypeSpec:
             fields.append(dataclasses.replace(f, list_map=dict(f.list_map)))
     write = [f for f in fields if f.to_crm]
     erp_fields = {f.field_key: (f.id, f.display_name or f.field_key, f.list_name or "") for f in config.fields}
-    return TypeSpec(config.erp_actor_type, config.crm_type, fields, write, [f.erp_key for f in fields], erp_fields)
+    return TypeSpec(config.erp_actor_type, config.crm_type, fields, write, [f.erp_key for f in fields], erp_fields,
+                    converters(fields))
 
 
 # ------------------------------------------------------------------------------------------------- planning
-
-
-@dataclass
-class NewListItem:
-    """A CRM list item the import will create (list policy "add"); ``id`` is set once it is flushed."""
-
-    list_name: str
-    name: str
-    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,8 +214,8 @@ class Planned:
     actor: dict
     outcome: str = "new"
     reason: str = ""
-    record: object | None = None  # the existing CRM record (linked or matched)
-    link: Link | None = None  # the existing link
+    record: rules.Row | None = None  # the existing CRM record (linked or matched), as a plain row
+    link: rules.Row | None = None  # the existing link (LINK_COLUMNS of it)
     matched: bool = False  # an existing, unlinked CRM record was found by the duplicate rule
     erp_values: dict = field(default_factory=dict)  # normalized ERP values (the base's source)
     values: dict = field(default_factory=dict)  # crm attribute -> value to set (may hold NewListItem)
@@ -216,7 +227,7 @@ class Planned:
     new_mappings: list[tuple[int, str, str, NewListItem | int]] = field(default_factory=list)
     company: tuple[int | None, str] | None = None  # persons: (CRM company id or None if new, its name)
     excluded: bool = False
-    stale_link: Link | None = None  # the actor's link to a CRM record that no longer exists (reused)
+    stale_link: rules.Row | None = None  # the actor's link to a CRM record that no longer exists (reused)
     company_name: str = ""  # persons without a parent: the company name the ERP gives (company_from_name)
     parent_base: str | None = None  # the ERP key of that company's link, when it has one (the link's parent)
     sources: dict = field(default_factory=dict)  # CRM field written from another field's ERP value -> ERP key
@@ -299,6 +310,13 @@ class Importer:
         self.refused_records = 0
         self.skip_reasons: Counter = Counter()
         self.items_added = 0
+        self.info_policies: dict[tuple[str, str], str | None] = {}
+        self.ignored_keys: dict[str, frozenset[str]] = {}
+        self.text_problems: dict[tuple[str, str, str], object] = {}  # _refuse: (CRM type, field, text) -> problem
+        # CRM fields whose value is not shown as is by text(): list items (their names) and the company (its name)
+        self.not_plain: dict[str, frozenset[str]] = {
+            t: frozenset({"company_id"} | {c.key for c in crm_fields(t) if c.type == CrmFieldType.LIST})
+            for t in self.counts}
         self.done = 0
         self.total = 0
         self._load_crm_lists()
@@ -337,19 +355,23 @@ class Importer:
     # -- conversion ----------------------------------------------------------------------------------------
 
     def _convert(self, p: Planned, pending_items: dict) -> dict:
-        """ERP values -> CRM values for the fields the import writes; fills p.errors and p.notes."""
-        spec = p.spec
+        """ERP values -> CRM values for the fields the import writes; fills p.errors and p.notes. ``p.erp_values``
+        gets every mapped field's ERP value as fieldmap.erp_side gives it (through the prepared conversions)."""
         raw = p.actor.get("FieldValues") or {}
-        erp_values, erp_errors = erp_side(raw, spec.fields)
+        erp_values: dict = {}
         p.erp_values = erp_values
         crm: dict = {}
-        for f in spec.write:
-            if f.erp_key in erp_errors:
-                p.errors.append((f.erp_key, f"{f.erp_label or f.erp_key}: {erp_errors[f.erp_key]}"))
-                continue
-            value = erp_values.get(f.erp_key)
+        for f, conv in p.spec.converting:  # one pass: the fields written (to_crm) in the order of spec.write
             try:
-                crm[f.crm_key] = erp_to_crm(f.erp_type, f.crm_type, value, f.list_map, f.crm_max_length)
+                value = erp_values[f.erp_key] = conv.erp(raw.get(f.erp_key))
+            except ConversionError as exc:
+                if f.to_crm:
+                    p.errors.append((f.erp_key, f"{f.erp_label or f.erp_key}: {exc}"))
+                continue
+            if not f.to_crm:
+                continue
+            try:
+                crm[f.crm_key] = conv.crm(value)
             except UnmappedListItem as exc:
                 crm[f.crm_key] = self._unmapped(p, f, str(exc.key), pending_items)
             except ConversionError as exc:
@@ -396,11 +418,11 @@ class Importer:
         crm_type, model = spec.crm_type, spec.model
         planned = [Planned(spec, actor) for actor in actors]
         keys = [p.key for p in planned]
-        links = {link.erp_key: link for link in db.session.scalars(
-            select(Link).where(Link.connection_id == self.connection_id, Link.erp_actor_type == spec.actor_type,
-                               Link.erp_key.in_(keys)))} if keys else {}
+        links = {link.erp_key: link for link in rules.read_rows(Link.__table__, and_(
+            Link.connection_id == self.connection_id, Link.erp_actor_type == spec.actor_type,
+            Link.erp_key.in_(keys)), columns=LINK_COLUMNS)} if keys else {}
         linked_ids = [link.crm_id for link in links.values() if link.crm_type == crm_type]
-        records = {r.id: r for r in db.session.scalars(select(model).where(model.id.in_(linked_ids)))} \
+        records = {r.id: r for r in rules.read_rows(model.__table__, model.id.in_(linked_ids), crm_type)} \
             if linked_ids else {}
         parents = self._parent_companies(planned) if crm_type == CrmType.CONTACT else {}
 
@@ -430,7 +452,7 @@ class Importer:
         keys = sorted({key for _t, key in wanted if key})
         if not keys:
             return {}
-        rows = db.session.execute(
+        rows = db.session.connection().execute(  # Core: plain tuples, no ORM result machinery
             select(Link.erp_actor_type, Link.erp_key, Link.crm_id, Company.name)
             .join(Company, Company.id == Link.crm_id)
             .where(Link.connection_id == self.connection_id, Link.crm_type == CrmType.COMPANY,
@@ -571,15 +593,19 @@ class Importer:
         label = self._label
         if p.record is None:
             p.outcome = "new"
-            for key, value in list(p.values.items()):
-                if not is_blank(value) and rules.contact_info_policy(self.settings, crm_type, key) == "ignore":
+            ignored = self._ignored(crm_type)
+            for key in [k for k in p.values if k in ignored]:
+                value = p.values[key]
+                if not is_blank(value):
                     what = rules.CONTACT_INFO_KINDS[rules.contact_info_kind(crm_type, key)].lower()
                     p.notes.append(f"{label(crm_type, key)}: the ERP's {value} is not imported ({what}: ignore)")
                     p.values[key] = _empty_value(crm_type, key)
-            for item in self._refuse(p, {k: v for k, v in p.values.items() if not is_blank(v)}, None):
+            written = {k: v for k, v in p.values.items() if (v.strip() if type(v) is str else not is_blank(v))}
+            for item in self._refuse(p, written, None):
                 p.values[item.crm_key] = _empty_value(crm_type, item.crm_key)
+                del written[item.crm_key]
             # an unticked checkbox is what a new record has anyway: not listed as a change
-            p.changes = [(k, None, v) for k, v in p.values.items() if not is_blank(v) and v is not False]
+            p.changes = [(k, None, v) for k, v in written.items() if v is not False]
             problem = _required_problem(crm_type, p.values, None)
         else:
             # Linked actors are updated (merge keeps filling empty fields only); a matched record is merged
@@ -588,7 +614,7 @@ class Importer:
             changes = []
             spares: set[str] = set()
             for key, new in p.values.items():
-                policy = rules.contact_info_policy(self.settings, crm_type, key)
+                policy = self._info_policy(crm_type, key)
                 if policy is not None:  # a phone, e-mail or web site under its own policy
                     more, note = rules.plan_contact_info(
                         crm_type, p.record, key, new, policy, written=p.values.__contains__, taken=spares,
@@ -625,6 +651,22 @@ class Importer:
             p.notes = [note for note in p.notes if note not in left_out]
             p.refused = []
 
+    def _ignored(self, crm_type: str) -> frozenset[str]:
+        """The CRM fields whose phone, e-mail or web site policy is "ignore" (once per run and CRM type)."""
+        found = self.ignored_keys.get(crm_type)
+        if found is None:
+            found = self.ignored_keys[crm_type] = frozenset(
+                key for keys in rules.CONTACT_INFO_FIELDS.get(crm_type, {}).values() for key in keys
+                if self._info_policy(crm_type, key) == "ignore")
+        return found
+
+    def _info_policy(self, crm_type: str, key: str) -> str | None:
+        """rules.contact_info_policy, asked once per run and field (the settings do not change during a run)."""
+        found = self.info_policies.get((crm_type, key), MISSING)
+        if found is MISSING:
+            found = self.info_policies[(crm_type, key)] = rules.contact_info_policy(self.settings, crm_type, key)
+        return found
+
     @staticmethod
     def _label(crm_type: str, key: str) -> str:
         spec = crm_field(crm_type, key)
@@ -633,14 +675,29 @@ class Importer:
     def _refuse(self, p: Planned, values: Mapping, record) -> list[Refused]:
         """The values (non-blank, about to be written) the CRM cannot hold (portal.services.crm_rules): noted on
         ``p`` and returned; the caller leaves them out. A value equal to the record's is accepted."""
-        by_crm = {f.crm_key: f for f in p.spec.write}
+        by_crm, sources, crm_type = p.spec.write_by_crm, p.sources, p.crm_type
+        remembered = self.text_problems
         found = []
         for key, value in values.items():
-            f = by_crm.get(key) or by_crm.get(p.sources.get(key, ""))
-            if f is None or isinstance(value, NewListItem | NewCompany) or is_blank(value):
-                continue  # company_id, list items this import creates; blank required fields: _required_problem
-            current = getattr(record, key) if record is not None else MISSING
-            problem = value_problem(p.crm_type, key, value, current=current, list_items=self.list_items_info)
+            f = by_crm.get(key) or (by_crm.get(sources.get(key, "")) if sources else None)
+            if f is None:
+                continue  # company_id
+            if record is None and type(value) is str and f.crm_key == key and f.crm_type in _TEXT_TYPES:
+                # A text for a new record is judged on the field and the text alone: a repeated one (a city, a
+                # first name) is judged once per run.
+                if not value.strip():
+                    continue  # blank: _required_problem
+                problem = remembered.get((crm_type, key, value), MISSING)
+                if problem is MISSING:
+                    problem = value_problem(crm_type, key, value, list_items=self.list_items_info)
+                    if len(remembered) < MAX_REMEMBERED:
+                        remembered[(crm_type, key, value)] = problem
+                current = MISSING
+            else:
+                if isinstance(value, NewListItem | NewCompany) or is_blank(value):
+                    continue  # list items and companies this import creates; blank: _required_problem
+                current = getattr(record, key) if record is not None else MISSING
+                problem = value_problem(crm_type, key, value, current=current, list_items=self.list_items_info)
             if problem is None:
                 continue
             erp_value = p.erp_values.get(f.erp_key)
@@ -659,183 +716,12 @@ class Importer:
 
     def apply(self, planned: Sequence[Planned]) -> None:
         """Write one batch in the current transaction: list items, records, links, change log. No commit."""
-        now = utcnow()
-        # List items first (the records refer to them).
-        new_items = {}
-        for p in planned:
-            if p.writes:
-                for _fid, _key, _text, target in p.new_mappings:
-                    if isinstance(target, NewListItem) and target.id is None:
-                        new_items[(target.list_name, target.name.casefold())] = target
-        if new_items:
-            self.items_added += len(new_items)
-            rows = {k: ListItem(list_name=item.list_name, name=item.name, rank=999) for k, item in new_items.items()}
-            db.session.add_all(rows.values())
-            db.session.flush()
-            for k, row in rows.items():
-                new_items[k].id = row.id
-        self._create_companies(planned)
-        seen_mappings = set()
-        for p in planned:
-            if not p.writes:
-                continue
-            for fid, key, text, target in p.new_mappings:
-                if (fid, key) in seen_mappings or not fid:
-                    continue
-                seen_mappings.add((fid, key))
-                crm_id = target.id if isinstance(target, NewListItem) else target
-                db.session.add(ListItemMapping(erp_field_id=fid, erp_item_key=key, erp_item_text=text,
-                                               crm_item_id=crm_id))
-        # Records: the changes of existing ones through the ORM (few); new ones as one executemany per type.
-        writing = [p for p in planned if p.writes]
-        for p in writing:
-            if p.outcome != "new":
-                for key, _old, new in p.changes:
-                    setattr(p.record, key, new.id if isinstance(new, NewListItem | NewCompany) else new)
-        self._insert_records([p for p in writing if p.outcome == "new"], now)
-        db.session.flush()
-        # Links (the bulk equivalent of links.create_link: both sides were checked free by plan()).
-        new_links = []
-        for p in writing:
-            base = self._base(p)
-            actor = p.actor
-            if p.link is None and p.stale_link is not None:
-                p.link = p.stale_link
-                p.link.crm_type, p.link.crm_id, p.link.base = p.crm_type, p.record.id, base
-                p.link.parent_erp_key = actor.get("ParentErpKey") or p.parent_base
-                p.link.erp_last_modified = actor.get("LastModified") or None
-                p.link.status, p.link.status_message = LinkStatus.OK, ""
-                p.link.last_synced_at, p.link.crm_synced_at = now, p.record.updated_at
-                p.link.last_result = "Imported from the ERP"
-                p.link.import_run_id = self.run_id  # re-pointed to the new record: undo treats it as this run's
-            elif p.link is None:
-                row = dict(connection_id=self.connection_id, crm_type=p.crm_type, crm_id=p.record.id,
-                           erp_actor_type=p.actor_type, erp_key=p.key,
-                           parent_erp_key=actor.get("ParentErpKey") or p.parent_base,
-                           erp_last_modified=actor.get("LastModified") or None, base=base, status=LinkStatus.OK,
-                           status_message="", last_synced_at=now, crm_synced_at=p.record.updated_at,
-                           last_result="Imported from the ERP", retry_at=None, failures=0,
-                           created_by_id=self.user_id, created_at=now, updated_at=now,
-                           import_run_id=self.run_id)  # what undo of this run may remove (import_undo)
-                new_links.append((p, row))
-            else:
-                link = p.link
-                link.base = base
-                link.parent_erp_key = actor.get("ParentErpKey") or p.parent_base
-                link.erp_last_modified = actor.get("LastModified") or link.erp_last_modified
-                link.status, link.status_message = LinkStatus.OK, ""
-                link.last_synced_at, link.crm_synced_at = now, p.record.updated_at
-                link.last_result = "Updated by an import from the ERP"
-        db.session.flush()
-        if new_links:
-            table = Link.__table__
-            for (p, row), link_id in zip(new_links, _allocate_ids(table, len(new_links)), strict=True):
-                row["id"] = link_id
-                p.link = _Written(row)
-            _bulk_insert(table, [row for _p, row in new_links])
-        self._log_changes(planned, now)
-
-    def _insert_records(self, planned: Sequence[Planned], now) -> None:
-        """New records as one INSERT executemany per CRM type, with ids taken beforehand (``_allocate_ids``), so
-        their links and change-log rows can refer to them without reading them back."""
-        by_type: dict[str, list[Planned]] = {}
-        for p in planned:
-            by_type.setdefault(p.crm_type, []).append(p)
-        for crm_type, group in by_type.items():
-            table = CRM_MODELS[crm_type].__table__
-            defaults = _record_defaults(table, now)
-            rows = []
-            for p, record_id in zip(group, _allocate_ids(table, len(group)), strict=True):
-                row = dict(defaults)
-                for key, value in p.values.items():
-                    row[key] = value.id if isinstance(value, NewListItem | NewCompany) else value
-                row["id"] = record_id
-                rows.append(row)
-                p.record = _Written(row, crm_type)
-            _bulk_insert(table, rows)
-
-    def _create_companies(self, planned: Sequence[Planned]) -> None:
-        """The companies this batch creates from persons' company names (before the contacts that refer to them),
-        each logged as a new record of the run (so the Done page and the sync log list it)."""
-        created: dict[int, tuple[NewCompany, Planned]] = {}
-        for p in planned:
-            target = p.values.get("company_id")
-            if p.writes and isinstance(target, NewCompany) and target.id is None:
-                created.setdefault(id(target), (target, p))
-        if not created:
-            return
-        rows = {k: Company(name=item.name) for k, (item, _p) in created.items()}
-        db.session.add_all(rows.values())
-        db.session.flush()
-        log_rows = []
-        for k, row in rows.items():
-            item, p = created[k]
-            item.id = row.id
-            log_rows.append(dict(run_id=self.run_id, connection_id=self.connection_id, crm_type=CrmType.COMPANY,
-                                 erp_actor_type=p.actor_type, erp_key=p.key, at=utcnow(), link_id=None,
-                                 crm_id=row.id, direction="to_crm", erp_field_key=self.settings.company_name_field,
-                                 crm_field_key="name", old_value=None, new_value=item.name, conflict=False,
-                                 other_value=None, rule=RULE_NEW))
-        db.session.connection().execute(insert(SyncChange.__table__), log_rows)
-
-    def _base(self, p: Planned) -> dict:
-        crm_now, crm_errors = crm_side(p.record, p.spec.fields, erp_now=p.erp_values)
-        old = dict(p.link.base or {}) if p.link is not None else {}
-        base = {}
-        mapped_now = {(fid, key): (t.id if isinstance(t, NewListItem) else t) for fid, key, _x, t in p.new_mappings}
-        for f in p.spec.fields:
-            key = f.erp_key
-            if key in crm_errors:
-                fid = p.spec.erp_fields.get(key, (0,))[0]
-                erp_value = p.erp_values.get(key)
-                if erp_value is not None and mapped_now.get((fid, erp_value)) == getattr(p.record, f.crm_key):
-                    base[key] = erp_value  # a list item mapped by this import: both sides agree
-                elif key in old:
-                    base[key] = old[key]
-                continue
-            if key in p.erp_values and same_value(crm_now.get(key), p.erp_values.get(key)):
-                base[key] = p.erp_values[key]
-            elif p.link is not None:
-                if key in old:
-                    base[key] = old[key]
-            else:
-                base[key] = crm_now.get(key)
-        return base
-
-    def _log_changes(self, planned: Sequence[Planned], now) -> None:
-        rows = []
-        for p in planned:
-            common = dict(run_id=self.run_id, connection_id=self.connection_id, crm_type=p.crm_type,
-                          erp_actor_type=p.actor_type, erp_key=p.key, at=now)
-            if p.outcome == "error":
-                for erp_key, message in p.errors or [("", p.reason)]:
-                    rows.append(dict(common, link_id=p.link.id if p.link else None,
-                                     crm_id=getattr(p.record, "id", None) or 0, direction="error",
-                                     erp_field_key=erp_key, crm_field_key="", old_value=None, new_value=None,
-                                     conflict=False, other_value=None, rule=message[:2000]))
-                continue
-            if not p.writes:
-                continue
-            for item in p.refused:  # what the CRM could not hold: the ERP value, and what the CRM kept
-                rows.append(dict(common, link_id=p.link.id, crm_id=p.record.id, direction="error",
-                                 erp_field_key=item.erp_key, crm_field_key=item.crm_key, old_value=item.crm_text,
-                                 new_value=item.erp_text, conflict=False, other_value=None,
-                                 rule=item.message[:2000]))
-            by_crm = {f.crm_key: f.erp_key for f in p.spec.write}
-            for spare, source in p.sources.items():
-                by_crm.setdefault(spare, by_crm.get(source, ""))
-            rule = RULE_NEW if p.outcome == "new" else RULE_UPDATED
-            for key, old, new in p.changes:
-                rows.append(dict(common, link_id=p.link.id, crm_id=p.record.id, direction="to_crm",
-                                 erp_field_key=by_crm.get(key, "ParentErpKey" if key == "company_id" else ""),
-                                 crm_field_key=key, old_value=self.text(p.crm_type, key, old),
-                                 new_value=self.text(p.crm_type, key, new, p), conflict=False, other_value=None,
-                                 rule=rule))
-        # One executemany of SQLAlchemy's compiled INSERT (portal.services.sync.bulk), no per-row bookkeeping.
-        insert_many(SyncChange.__table__, rows, CHANGE_DEFAULTS)
+        import_write.apply(self, planned)
 
     def text(self, crm_type: str, key: str, value, p: Planned | None = None) -> str | None:
         """A CRM value as text for the change log and the preview."""
+        if type(value) is str and key not in self.not_plain.get(crm_type, ("company_id",)):
+            return value  # most values: what the last line answers, without the checks in between
         if isinstance(value, NewListItem | NewCompany):
             return value.name
         if key == "company_id" and p is not None and p.company is not None:
@@ -955,64 +841,6 @@ class Importer:
             "values_refused_records": self.refused_records,
         }
 
-
-
-class _Written:
-    """A record or link this import inserted in bulk: its column values as attributes (what the rest of the run
-    reads of it: ``id``, ``updated_at``, the mapped fields), without an ORM instance."""
-
-    def __init__(self, row: dict, crm_type: str = ""):
-        self.__dict__.update(row)
-        self._crm_type = crm_type
-
-    @property
-    def display_name(self) -> str:
-        return actor_name(self._crm_type, self.__dict__) or f"#{self.id}"
-
-
-def _record_defaults(table, now) -> dict:
-    """Every column of a CRM record table but ``id`` with what a new record holds when the import does not write
-    it: the column's default (the ORM's ``default=``), ``now`` for the timestamps, else NULL."""
-    defaults = {}
-    for column in table.c:
-        if column.primary_key:
-            continue
-        default = column.default
-        if default is None:
-            defaults[column.key] = None
-        elif default.is_scalar:
-            defaults[column.key] = default.arg
-        elif column.key in ("created_at", "updated_at"):
-            defaults[column.key] = now
-        else:  # pragma: no cover - no other callable default on the record tables
-            defaults[column.key] = default.arg(None)
-    return defaults
-
-
-def _allocate_ids(table, count: int) -> list[int]:
-    """``count`` new primary keys of ``table`` for rows inserted in bulk in the current transaction.
-
-    PostgreSQL: taken from the column's sequence (safe next to any other writer). SQLite: the ids after the
-    table's largest one. When the batch already wrote, it holds SQLite's only write lock and nobody can take
-    them; when not, another writer may commit a row with one of them first, and the bulk insert then fails on
-    the primary key — an ``IntegrityError``, on which ``_write_batch`` plans the batch again (tested in
-    tests/integration/test_import_speed.py)."""
-    if count <= 0:
-        return []
-    conn = core_connection()
-    if conn.dialect.name == "postgresql":
-        rows = conn.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, {int(count)})")
-        return sorted(row[0] for row in rows)
-    start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-    return list(range(start + 1, start + 1 + count))
-
-
-def _bulk_insert(table, rows: list[dict]) -> None:
-    """INSERT of complete rows (``id`` and every other column) as one executemany (portal.services.sync.bulk)."""
-    if rows:
-        conn = core_connection()
-        BulkStatement.get(conn.dialect, table, "insert", tuple(c.key for c in table.c)).execute(conn, rows)
 
 
 def _empty_value(crm_type: str, key: str):

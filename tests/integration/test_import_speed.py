@@ -105,3 +105,87 @@ def test_a_company_saved_by_someone_else_between_the_id_and_the_insert_costs_not
     names = sorted(c.name for c in companies(app))
     assert names == ["Bulk 0 AS", "Bulk 1 AS", "Bulk 2 AS", "Saved meanwhile AS"]
     assert sorted(link.erp_key for link in links(app)) == sorted(keys)
+
+
+def _updates(app, action):
+    """The UPDATE statements sent while ``action()`` runs: (table, executemany, rows)."""
+    sent = []
+
+    def count(_conn, _cursor, statement, parameters, _context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            sent.append((statement.split()[1].strip('"'), executemany, len(parameters) if executemany else 1))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        result = action()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return result, sent
+
+
+def test_a_rerun_updates_records_and_links_in_bulk_as_the_orm_did(app, fake, connection_id):  # noqa: F811
+    """The second run of an import updates what changed in the ERP and every link, one UPDATE per table and set of
+    columns (not one per row): the record's updated_at moves (the sync sees it changed by the import) and the link
+    takes it as crm_synced_at, an unchanged base stays out of the statement."""
+    keys = [fake.add_actor("Customer", {"name": f"Nordic {i} AS", "email": f"post{i}@nordic.example"})
+            for i in range(4)]
+    first = run_import(app, connection_id, keys=keys, company_action="replace")
+    assert first.counts["new"] == 4
+    before = {c.id: c for c in companies(app)}
+    old_links = {link.erp_key: link for link in links(app)}
+    fake.update_actor("Customer", keys[0], {"email": "new0@nordic.example"})
+    fake.update_actor("Customer", keys[1], {"email": "new1@nordic.example"})
+    second, sent = _updates(app, lambda: run_import(app, connection_id, keys=keys, company_action="replace"))
+    assert second.status == "succeeded", second.message
+    assert second.counts["updated"] == 2 and second.counts["unchanged"] == 2, second.counts
+    assert sorted(s for s in sent if s[0] in ("company", "link")) == [
+        ("company", True, 2), ("link", True, 2), ("link", True, 2)]  # links with and without a new base
+    after = {c.id: c for c in companies(app)}
+    for link in links(app):
+        old, company = old_links[link.erp_key], after[link.crm_id]
+        changed = link.erp_key in keys[:2]
+        assert (company.updated_at > before[company.id].updated_at) is changed
+        assert link.crm_synced_at == company.updated_at and link.last_synced_at > old.last_synced_at
+        assert link.updated_at > old.updated_at and link.status == "ok" and link.status_message == ""
+        assert link.last_result == "Updated by an import from the ERP"
+        assert link.import_run_id == first.id  # made by the first run: undo of the second leaves it alone
+        assert link.base["email"] == company.email and link.erp_last_modified == \
+            fake.get_actor("Customer", link.erp_key)["LastModified"]
+    assert after[old_links[keys[0]].crm_id].email == "new0@nordic.example"
+    with app.app_context():
+        rows = db.session.scalars(select(SyncChange).where(SyncChange.run_id == second.id)).all()
+        assert sorted((r.crm_field_key, r.old_value, r.new_value, r.rule) for r in rows) == [
+            ("email", "post0@nordic.example", "new0@nordic.example", importer.RULE_UPDATED),
+            ("email", "post1@nordic.example", "new1@nordic.example", importer.RULE_UPDATED)]
+
+
+def test_a_matched_record_is_updated_in_bulk_and_its_link_sees_the_new_updated_at(app, fake, connection_id):  # noqa: F811
+    with app.app_context():
+        existing = Company(name="Acme AS", email="kept@acme.example", phone="")
+        db.session.add(existing)
+        db.session.commit()
+        existing_id, created = existing.id, existing.updated_at
+    key = fake.add_actor("Customer", {"name": "Acme AS", "email": "erp@acme.example", "phone": "+47 22 00 00 00"})
+    run = run_import(app, connection_id, keys=[key], company_match="name", company_action="merge")
+    assert run.counts["updated"] == 1 and run.counts["linked_existing"] == 1
+    [company], [link] = companies(app), links(app)
+    assert company.id == existing_id and company.phone == "+47 22 00 00 00" and company.email == "kept@acme.example"
+    assert company.updated_at > created and link.crm_synced_at == company.updated_at
+    assert (link.last_result, link.import_run_id) == ("Imported from the ERP", run.id)
+
+
+def test_a_stale_link_is_repointed_in_bulk(app, fake, connection_id):  # noqa: F811
+    key = fake.add_actor("Customer", {"name": "Acme AS", "email": "post@acme.example"})
+    first = run_import(app, connection_id, keys=[key])
+    with app.app_context():  # the record vanishes without the delete hook (e.g. removed in the database)
+        db.session.execute(Company.__table__.delete())
+        db.session.commit()
+    [old] = links(app)
+    run = run_import(app, connection_id, keys=[key])
+    assert run.status == "succeeded" and run.counts["new"] == 1 and first.id != run.id
+    [company], [link] = companies(app), links(app)
+    assert (link.id, link.crm_id, link.crm_type, link.import_run_id) == (old.id, company.id, "company", run.id)
+    assert link.base == old.base and link.crm_synced_at == company.updated_at
+    assert link.last_result == "Imported from the ERP" and link.updated_at > old.updated_at
