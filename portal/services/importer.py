@@ -1194,7 +1194,26 @@ def execute_import(run_id: int) -> str | None:
                 f"{counts['skipped']} skipped.")
     _finish(run_id, status, message, counts, done=importer.done, total=max(importer.total, importer.done),
             error=error_message, seconds=client.seconds)
+    if counts["new"] >= ANALYZE_AFTER_NEW:
+        refresh_statistics()
     return status
+
+
+ANALYZE_AFTER_NEW = 1000  # new records from which an import refreshes PostgreSQL's planner statistics
+
+
+def refresh_statistics() -> None:
+    """PostgreSQL: ANALYZE the tables a large import filled. Until autovacuum gets to them (up to a minute or
+    more), the planner takes just-filled tables for nearly empty and a sync right after the import walks every
+    link for each batch — measured: 385 ms instead of 0.2 ms a batch SELECT at 10,000 links. SQLite: nothing."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    try:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE link, company, contact, project, sync_change")
+            conn.commit()
+    except Exception:  # statistics are an optimisation: autovacuum gathers them anyway
+        log.exception("could not refresh the planner statistics after an import")
 
 
 def _finish(run_id: int, status: str, message: str, counts: dict, *, done: int | None = None,

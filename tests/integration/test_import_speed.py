@@ -4,7 +4,9 @@ through the ORM holds."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+import time
+
+from sqlalchemy import event, select, text
 
 from portal.extensions import db
 from portal.models import Company, Contact, SyncChange
@@ -189,3 +191,32 @@ def test_a_stale_link_is_repointed_in_bulk(app, fake, connection_id):  # noqa: F
     assert (link.id, link.crm_id, link.crm_type, link.import_run_id) == (old.id, company.id, "company", run.id)
     assert link.base == old.base and link.crm_synced_at == company.updated_at
     assert link.last_result == "Imported from the ERP" and link.updated_at > old.updated_at
+
+
+def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(
+        app, fake, connection_id, monkeypatch):  # noqa: F811
+    """PostgreSQL plans a sync right after a big import with statistics of the tables as they were before it
+    (nearly empty), and walks every link per batch; the import ANALYZEs what it filled. SQLite: nothing to do."""
+    monkeypatch.setattr(importer, "ANALYZE_AFTER_NEW", 2)
+    keys = [fake.add_actor("Customer", {"name": f"Planner {i}", "country": "NO"}) for i in range(3)]
+    with app.app_context():
+        postgresql = db.engine.dialect.name == "postgresql"
+        if postgresql:
+            db.session.execute(text("SELECT pg_stat_clear_snapshot()"))
+            before = db.session.execute(text("SELECT analyze_count FROM pg_stat_user_tables "
+                                             "WHERE relname = 'link'")).scalar()
+            db.session.commit()
+    run = run_import(app, connection_id, keys=keys, company_match="none")
+    assert run.status == "succeeded", run.message
+    if postgresql:
+        with app.app_context():
+            deadline = time.monotonic() + 5  # the statistics collector reports with a short delay
+            while True:
+                db.session.execute(text("SELECT pg_stat_clear_snapshot()"))
+                after = db.session.execute(text("SELECT analyze_count FROM pg_stat_user_tables "
+                                                "WHERE relname = 'link'")).scalar()
+                db.session.commit()
+                if after > before or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert after > before
