@@ -3,6 +3,7 @@ COPY)."""
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -60,6 +61,12 @@ class BulkStatement:
                              "a column default or onupdate would be skipped")
         self.sql = compiled.string
         self.positional = compiled.positional
+        if not self.positional and dialect.paramstyle == "pyformat":
+            # psycopg: the same SQL with %s in place of %(name)s takes each row as a tuple — no dict per row for
+            # the driver to turn back into its positional order
+            names = []
+            self.sql = _NAMED.sub(lambda match: names.append(match.group(1)) or "%s", self.sql)
+            self.positional = True
         self.names = names
         self.keys = [wanted[name] for name in names]
         self.processors = []
@@ -137,6 +144,7 @@ class BulkStatement:
         return conn.exec_driver_sql(self.sql, self.params(rows, defaults)).rowcount
 
 
+_NAMED = re.compile(r"%\((\w+)\)s")
 COPY_LISTENERS: list = []  # called as listener(copy_sql, rows) before a COPY (bench/floor.py records them)
 
 
