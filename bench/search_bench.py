@@ -7,11 +7,12 @@
 Builds N companies (one contact each, N/5 projects) with bulk inserts — the index is filled by its triggers on
 SQLite, by its GIN indexes on PostgreSQL — on SQLite in a temporary directory and, with ``--database-url``, on that
 (emptied) PostgreSQL database too, then times one search page as the list screen asks for it (``crm.search``: the
-count and the first 25 records with their list options) per query of each class, and prints p50/p95 in ms per
-class next to the target, with the same page the way it was answered before (``crm.paginate`` of
-``crm.search_statement``: an exact ``COUNT`` and a sort of every match). Every query's page must be the LIKE scan's
-first page (``crm.search_statement_scan``, the reference rule) and its count the scan's, or "more than" a number the
-scan's count exceeds: the bench stops with "DIFFERENT RESULTS" otherwise.
+count and the first 25 records with their list options; portal/services/search_query.py) per query of each class,
+and prints p50/p95 in ms per class next to the target, with the same page the way it was answered before the
+search index existed (``crm.paginate`` of ``crm.search_statement``: an exact ``COUNT`` and a sort of every match).
+Every query's first two pages must be the LIKE scan's (``crm.search_statement_scan``, the reference rule) and the
+count the scan's, or "more than" a number the scan's count exceeds: the bench stops with "DIFFERENT RESULTS"
+otherwise.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ CLASSES = {  # (record type, query)
 SYLLABLES = ["ber", "dal", "fjell", "gård", "holm", "lund", "mo", "nes", "rud", "sand", "stad", "strand", "vik",
              "øy", "å", "bakk", "li", "haug", "tveit", "heim", "ås", "kvam", "rø", "sæt"]
 CITIES = ["Oslo", "Bergen", "Trondheim", "Stavanger", "Tromsø", "Ålesund", "Bodø", "Østfold", "Drammen", "Skien",
-          "Førde", "Molde", "Hamar", "Lillehammer", "Gjøvik", "Kristiansand", "Arendal", "Harstad", "Narvik", "Steinkjer"]
+          "Førde", "Molde", "Hamar", "Lillehammer", "Gjøvik", "Kristiansand", "Arendal", "Harstad", "Narvik",
+          "Steinkjer"]
 KINDS = ["Bygg", "Rør", "Elektro", "Transport", "Regnskap", "Consulting", "Maskin", "Handel", "Eiendom", "Data"]
 FIRST = ["Kari", "Ola", "Ingrid", "Per", "Åse", "Øystein", "Siri", "Lars", "Berit", "Jørgen", "Marit", "Håkon"]
 LAST = ["Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen", "Jensen", "Berg",
@@ -80,8 +82,12 @@ def build(companies: int, seed: int = 19) -> None:
         db.session.execute(insert(Project), rows[start:start + batch])
         db.session.commit()
     if db.engine.dialect.name == "postgresql":
-        with db.engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE company; ANALYZE contact; ANALYZE project")
+        # VACUUM as autovacuum does a little after a bulk load: it moves the GIN indexes' pending lists into the
+        # indexes; measured before it ran (or while it ran), one run read 160 ms for a rare word, old code and new
+        with db.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            for table in ("company", "contact", "project"):
+                connection.exec_driver_sql(f"VACUUM ANALYZE {table}")
     elif db.engine.dialect.name == "sqlite":
         with db.engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE")
@@ -115,17 +121,20 @@ def measure(crm_type: str, query: str, page, repeat: int) -> list[float]:
 
 
 def check(crm_type: str, query: str) -> str | None:
-    """The page and count of ``crm.search`` against the LIKE scan's (the reference rule); a problem or None."""
+    """Pages 1 and 2 and the count of ``crm.search`` against the LIKE scan's (the reference rule); a problem or
+    None."""
     from portal.extensions import db
     from portal.services import crm
 
-    got = crm.search(crm_type, query, 1)
-    want = crm.paginate(crm.search_statement_scan(crm_type, query), 1, crm.PAGE_SIZE)
-    db.session.expunge_all()
-    if [item.id for item in got.items] != [item.id for item in want.items]:
-        return "another first page"
-    if got.capped and not want.total >= got.total > crm.SEARCH_COUNT_CAP or not got.capped and got.total != want.total:
-        return f"count {'more than ' if got.capped else ''}{got.total - got.capped:,}, scan {want.total:,}"
+    for number in (1, 2):
+        got = crm.search(crm_type, query, number)
+        want = crm.paginate(crm.search_statement_scan(crm_type, query), number, crm.PAGE_SIZE)
+        db.session.expunge_all()
+        if (got.page, [item.id for item in got.items]) != (want.page, [item.id for item in want.items]):
+            return f"another page {number}"
+        if got.capped and not want.total >= got.total > crm.SEARCH_COUNT_CAP or \
+                not got.capped and got.total != want.total:
+            return f"count {'more than ' if got.capped else ''}{got.total - got.capped:,}, scan {want.total:,}"
     return None
 
 

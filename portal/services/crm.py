@@ -24,7 +24,7 @@ from portal.extensions import db
 from portal.models import CRM_MODELS, Company, Contact, CrmFieldType, CrmType, Project, crm_fields
 from portal.models.user_fields import slot_keys
 from portal.security.params import bounded_int
-from portal.services import crm_rules, search_index
+from portal.services import crm_rules, search_query
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def search_statement(crm_type: str, query: str | None = "") -> Select:
     terms = search_terms(query)
     if terms:
         dialect = db.session.get_bind().dialect.name
-        stmt = stmt.where(search_index.condition(crm_type.value, model, terms, dialect))
+        stmt = stmt.where(search_query.condition(crm_type.value, model, terms, dialect))
     return stmt.order_by(*ORDER[crm_type])
 
 
@@ -229,41 +229,33 @@ def search(crm_type: str, query: str | None = "", page: int | str | None = 1, pe
 
 def _search_page(crm_type: CrmType, terms: list[str], page: int | str | None, per_page: int, columns) -> Page:
     """One page of a search (issue #19: p95 <= 10 ms at 100,000 companies), the same records in the same order as
-    ``paginate(search_statement(..))``. First the ids of at most ``SEARCH_COUNT_CAP`` + 1 matches, from the search
-    index alone (no join, no sort). Up to the cap they are the whole result: the count, and the page sorted among
-    them. Beyond it the total shown is "more than SEARCH_COUNT_CAP" (counting tens of thousands of matches, or
-    testing 100,000 texts for a 1–2 letter term, costs more than the whole budget) and the page walks the records
-    in list order (search_index.ORDER_INDEXES), testing each, until it has the page and one record more (whether a
-    next page exists): at least 1 % of the records match then, so the first pages cost a few hundred tests.
-    Past page ``SEARCH_COUNT_CAP / per_page`` the walk would test more records than sorting every match costs:
-    those pages sort. A page past the last match is clamped to the last page with an exact count."""
+    ``paginate(search_statement(..))``: search_query.py plans which records the page is sorted from (a bounded set,
+    wherever the matches sit in the list) and counts the matches up to ``SEARCH_COUNT_CAP``; beyond, the total
+    shown is "more than SEARCH_COUNT_CAP". A page past the last match is clamped to the last page with an exact
+    count."""
     model = CRM_MODELS[crm_type]
     dialect = db.session.get_bind().dialect.name
-    options = LIST_OPTIONS[crm_type]
-    matching = search_index.matching_ids(crm_type.value, model, terms, dialect, SEARCH_COUNT_CAP + 1)
-    ids = list(db.session.scalars(matching))
-    if len(ids) <= SEARCH_COUNT_CAP:
-        stmt = select(model).where(model.id.in_(ids)).order_by(*ORDER[crm_type])
-        return paginate(stmt, page, per_page, options, columns=columns, total=len(ids))
-    number = _page_number(page)
-    offset = (number - 1) * per_page
-    rows = None
-    if offset < SEARCH_COUNT_CAP:
-        stmt = select(model).where(search_index.row_condition(crm_type.value, model, terms, dialect))
-        stmt = stmt.order_by(*ORDER[crm_type])
-        rows = db.session.execute(stmt.options(*options).add_columns(*columns).limit(per_page + 1)
-                                  .offset(offset)).all()
-    if rows is None:
-        stmt = search_statement(crm_type, " ".join(terms))
-        rows = db.session.execute(stmt.options(*options).add_columns(*columns).limit(per_page + 1)
-                                  .offset(offset)).all()
-    if not rows:  # past the last match (a hand-made URL): the last page, counted exactly
-        return paginate(search_statement(crm_type, " ".join(terms)), page, per_page, options, columns=columns)
+    plan_page = search_query.sqlite_plan if dialect == "sqlite" else search_query.pg_plan
+    plan = plan_page(crm_type.value, model, ORDER[crm_type], terms, _page_number(page), per_page, SEARCH_COUNT_CAP)
+    if plan.candidates is None:
+        return Page(items=[], page=1, per_page=per_page, total=0)
+    offset = (plan.number - 1) * per_page
+    stmt = select(model).where(search_query.candidate_condition(model, plan.candidates))
+    stmt = stmt.order_by(*(plan.order or ORDER[crm_type]))
+    rows = db.session.execute(stmt.options(*LIST_OPTIONS[crm_type]).add_columns(*columns).limit(per_page + 1)
+                              .offset(offset)).all()
+    if not rows:  # past the last of more than SEARCH_COUNT_CAP matches (a hand-made URL): the last page, counted
+        return paginate(search_statement(crm_type, " ".join(terms)), page, per_page, LIST_OPTIONS[crm_type],
+                        columns=columns)
     has_more = len(rows) > per_page  # no more: this is the last page, and the count is known after all
     rows = rows[:per_page]
-    return Page(items=[row[0] for row in rows], page=number, per_page=per_page, capped=has_more, has_more=has_more,
+    extra = {"columns": {row[0].id: tuple(row[1:]) for row in rows}} if columns else {}
+    items = [row[0] for row in rows]
+    if plan.count is not None and plan.count <= SEARCH_COUNT_CAP:
+        return Page(items=items, page=plan.number, per_page=per_page, total=plan.count, extra=extra)
+    return Page(items=items, page=plan.number, per_page=per_page, capped=has_more, has_more=has_more,
                 total=max(SEARCH_COUNT_CAP + 1, offset + len(rows) + 1) if has_more else offset + len(rows),
-                extra={"columns": {row[0].id: tuple(row[1:]) for row in rows}} if columns else {})
+                extra=extra)
 
 
 def company_options(query: str | None, limit: int = 20) -> tuple[list[Company], bool]:

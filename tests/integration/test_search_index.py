@@ -9,6 +9,7 @@ then random queries (substrings of the values in another case, 1–2 letter term
 
 from __future__ import annotations
 
+import contextlib
 import random
 from unittest import mock
 
@@ -16,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy import text as sql
 
 from portal.extensions import db
 from portal.models import Company, Contact, CrmType, Project
-from portal.services import crm, search_index
+from portal.services import crm, search_index, search_query
 
 ALPHABET = "aAbBoØøßSsİiIı\u0307ΣσςKk\u212a%_\"'\\ -ǅﬀé\u0301Åå1"
 value = st.text(alphabet=ALPHABET, min_size=0, max_size=10)
@@ -37,10 +39,14 @@ def _same(query: str) -> None:
         assert indexed == scanned, (crm_type, query)
 
 
-def _same_pages(query: str, cap: int = 3, per_page: int = 2) -> None:
-    """``crm.search``'s pages (capped count, walk in list order, sort past the cap) are the scan's pages, in order;
-    the count is exact up to the cap, a lower bound ("more than") beyond it."""
-    with mock.patch.object(crm, "SEARCH_COUNT_CAP", cap):
+def _same_pages(query: str, cap: int = 3, per_page: int = 2, tight: bool = False) -> None:
+    """``crm.search``'s pages (capped count; SQLite: sort groups sorted or walked, short terms read from the texts
+    or looked up as trigrams; PostgreSQL: the list's start walked or the matches ranged) are the scan's pages, in
+    order; the count is exact up to the cap, a lower bound ("more than") beyond it. ``tight``: search_query.py's
+    limits at 1 — every group walked, every short term looked up, no walk on PostgreSQL."""
+    limits = {"SORT_LIMIT": 1, "SCAN_ROWS": 1, "PG_WALK_ROWS": 1} if tight else {}
+    with mock.patch.object(crm, "SEARCH_COUNT_CAP", cap), \
+            mock.patch.multiple(search_query, **limits) if limits else contextlib.nullcontext():
         for crm_type in CrmType:
             scanned = [record.id for record in db.session.scalars(crm.search_statement_scan(crm_type, query))]
             last = max(1, -(-len(scanned) // per_page))
@@ -142,6 +148,7 @@ def test_the_index_finds_what_the_scan_finds(app_ctx, companies, contacts, proje
     paged = _queries(rng, texts, queries + ["a", "s", "ø"])
     for query in rng.sample(paged, min(8, len(paged))):
         _same_pages(query)
+        _same_pages(query, tight=True)
 
 
 def test_folding_and_special_characters(app, app_ctx):
@@ -192,9 +199,10 @@ def test_pages_of_a_search_with_more_matches_than_it_counts(app, app_ctx):
                                             "department": "B" if number % 2 else "A"})
         db.session.add(Contact(first_name="Kari", last_name=f"Nordmann{number % 3}"))
     db.session.commit()
-    for query in ("bygg", "ØST", "bygg 3", "b", "ø 1", "kari", "nordmann1 a", "zzz"):
+    for query in ("bygg", "ØST", "bygg 3", "b", "ø 1", "kari", "nordmann1 a", "zzz", "qx", "y", "1 b"):
         _same_pages(query, cap=5, per_page=3)
         _same_pages(query, cap=5, per_page=25)
+        _same_pages(query, cap=5, per_page=3, tight=True)
 
 
         with app.test_request_context("/crm/companies?q=bygg&page=2"):
@@ -208,3 +216,52 @@ def test_postgresql_uses_the_trigram_index(app, app_ctx):
             pytest.skip("pg_trgm is not available")
         names = set(connection.exec_driver_sql("SELECT indexname FROM pg_indexes").scalars())
     assert set(search_index.PG_INDEXES.values()) <= names
+
+
+@pytest.mark.skipif("not __import__('os').environ.get('PORTAL_TEST_DATABASE_URL', '').startswith('postgresql')")
+def test_postgresql_answers_short_terms_and_contacts_from_indexes(app, app_ctx):
+    """A term of 1–2 letters reads the substring index (pg_trgm has no trigram for it: it read the whole trigram
+    index), and a contact search one index (the company's name apart made PostgreSQL scan every contact)."""
+    with db.engine.connect() as connection:
+        if not search_index.has_pg_trgm(connection):
+            pytest.skip("pg_trgm is not available")
+    acme = crm.create_record(CrmType.COMPANY, {"name": "Østfold Bygg AS"})
+    crm.create_record(CrmType.CONTACT, {"first_name": "Kari", "last_name": "Nordmann", "company_id": acme.id})
+    db.session.execute(sql("SET LOCAL enable_seqscan = off"))  # the tables are tiny: ask for the indexes' plans
+    for crm_type, query, index in (("company", "ø", "ix_company_search_grams"),
+                                   ("contact", "kari", "ix_contact_search_trgm"),
+                                   ("contact", "øs", "ix_contact_search_grams"),
+                                   ("contact", "bygg kari", "ix_contact_search_trgm")):
+        model = crm.CRM_MODELS[CrmType(crm_type)]
+        stmt = select(model.id).where(search_query.condition(crm_type, model, crm.search_terms(query), "postgresql"))
+        statement = str(stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+        plan = "\n".join(db.session.execute(sql(f"EXPLAIN {statement}")).scalars())
+        assert "Seq Scan" not in plan and index in plan, (query, plan)
+    db.session.rollback()
+
+
+@pytest.mark.skipif("not __import__('os').environ.get('PORTAL_TEST_DATABASE_URL', '').startswith('postgresql')")
+def test_postgresql_without_layout_2_finds_the_same(app, app_ctx):
+    """Where the role may not create functions and triggers, PostgreSQL keeps layout 1's indexes (the company's
+    name tested apart, short terms by ILIKE): slower, the same records."""
+    acme = crm.create_record(CrmType.COMPANY, {"name": "Østfold Bygg AS", "postal_city": "İzmir"})
+    crm.create_record(CrmType.CONTACT, {"first_name": "Kari", "last_name": "Nordmann", "company_id": acme.id})
+    crm.create_record(CrmType.CONTACT, {"first_name": "Ola", "last_name": "Østby"})
+    acme_id = acme.id
+    db.session.commit()  # no transaction of the session holds the tables while another connection alters them
+    with db.engine.begin() as connection:
+        search_index.drop(connection)
+        search_index.create(connection, layout=1)
+    try:
+        assert not search_index.pg_ready()
+        for query in ("østfold", "ø", "kari", "bygg kari", "as a", "i", "zz", "ØST OLA"):
+            _same(query)
+            _same_pages(query, cap=1, per_page=1)
+            _same_pages(query, cap=1, per_page=1, tight=True)
+        assert {c.id for c in crm.search(CrmType.CONTACT, "bygg").items} == {
+            c.id for c in db.session.scalars(select(Contact).where(Contact.company_id == acme_id))}
+    finally:
+        db.session.rollback()
+        with db.engine.begin() as connection:
+            search_index.drop(connection)
+            search_index.create(connection, layout=search_index.LAYOUT)
