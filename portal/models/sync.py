@@ -25,6 +25,10 @@ class Link(TimestampMixin, db.Model):
     __table_args__ = (
         UniqueConstraint("connection_id", "crm_type", "crm_id", name="uq_link_crm_record"),
         UniqueConstraint("connection_id", "erp_actor_type", "erp_key", name="uq_link_erp_actor"),
+        # Every sync of a record rewrites its link, and none of the columns it writes is indexed: with room left
+        # on each page PostgreSQL updates the row in place (a HOT update) instead of adding an entry to all six
+        # indexes — 2,000 link updates 0.083 s at 80 against 0.129 s on full pages (bench/README.md)
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
