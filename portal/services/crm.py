@@ -3,9 +3,11 @@
 Business rules only: plain values in, models out, never ``request``. Every rule failure raises
 ``ValidationError`` carrying ``{field: message}`` so a form can show each message next to its input.
 
-Search is case-insensitive (``ILIKE`` on PostgreSQL, ``lower(..) LIKE lower(..)`` on SQLite), every
-whitespace-separated term must match one of the searched columns, and results are paged with SQL
-``LIMIT``/``OFFSET`` plus one ``COUNT`` query, so a list of 10,000+ companies never loads more than a page.
+Search is case-insensitive (``ILIKE`` on PostgreSQL, ``lower(..) LIKE lower(..)`` on SQLite) and every
+whitespace-separated term must match one of the searched columns — the rule ``search_statement_scan`` writes as a
+scan, answered from the search index (search_index.py, search_query.py). Lists are paged with SQL
+``LIMIT``/``OFFSET``; a search counts its matches up to ``SEARCH_COUNT_CAP`` and reads a bounded set of records for
+a page, so a list of 100,000 companies never loads more than a page.
 """
 
 from __future__ import annotations
@@ -124,9 +126,12 @@ def paginate(stmt: Select, page: int | str | None = 1, per_page: int = PAGE_SIZE
                 extra={"columns": {row[0].id: tuple(row[1:]) for row in rows}})
 
 
+MAX_PAGE = 1_000_000  # a page number past any real list; larger ones would overflow the database's integers
+
+
 def _page_number(page: int | str | None) -> int:
     try:
-        return max(1, int(page or 1))
+        return min(MAX_PAGE, max(1, int(page or 1)))
     except (TypeError, ValueError):
         return 1
 

@@ -265,3 +265,12 @@ def test_postgresql_without_layout_2_finds_the_same(app, app_ctx):
         with db.engine.begin() as connection:
             search_index.drop(connection)
             search_index.create(connection, layout=search_index.LAYOUT)
+
+
+@pytest.mark.parametrize("path", ["/companies", "/contacts", "/projects"])
+def test_a_page_number_past_any_list_is_a_page_not_an_error(admin_client, path):
+    """The fuzzer's find: a search's page number is multiplied into a LIMIT, and 10**20 overflowed SQLite's
+    64-bit integers (a 500). Page numbers are capped (crm.MAX_PAGE); past the results the page is just empty."""
+    for page in ("99999999999999999999", "9223372036854775808", str(10**6 + 1)):
+        response = admin_client.get(f"{path}?q=a&page={page}")
+        assert response.status_code == 200, (page, response.status_code)
