@@ -245,6 +245,53 @@ def test_paging_through_many_erp_changes_in_small_batches(ctx, fake, app):
 # ------------------------------------------------------------------------------------------ deletions
 
 
+def _cursor_writes(app, action) -> list[str]:
+    """The cursor UPDATEs the engine sends while ``action`` runs."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_rest):
+        if statement.lstrip().upper().startswith("UPDATE CONNECTION SET CURSORS"):
+            seen.append(statement)
+
+    engine_ = db.engine
+    event.listen(engine_, "before_cursor_execute", listen)
+    try:
+        action()
+    finally:
+        event.remove(engine_, "before_cursor_execute", listen)
+    return seen
+
+
+def test_a_feed_of_echoes_stores_the_cursor_once_not_once_per_chunk(ctx, fake, app, monkeypatch):
+    """The run after a sync reads back its own writes (25 echoes, 9 chunks of 3): nothing to merge, and the
+    cursor is stored at the end — not with a statement pair and a commit per chunk."""
+    from portal.services.sync import feed as feed_module
+
+    app.config.update(SYNC_PAGE_SIZE=7, SYNC_BATCH_SIZE=3)
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}") for n in range(25)]
+    for company_id, _key, _link in linked:
+        s.edit_company(company_id, phone="55")
+    assert s.run(cid).counts["to_erp"] == 25
+    newest = max(fake.get_actor("Customer", k)["LastModified"] for _c, k, _l in linked)
+
+    echo = {}
+    writes = _cursor_writes(app, lambda: echo.setdefault("outcome", s.run(cid)))
+    assert echo["outcome"].status == RunStatus.SUCCEEDED and echo["outcome"].counts.get("erp_repeats") == 25
+    assert len(writes) == 1
+    assert db.session.get(Connection, cid).cursors["Customer"] == newest
+
+    # A long feed of echoes still stores its progress every ECHO_CURSOR_CHUNKS chunks.
+    monkeypatch.setattr(feed_module, "ECHO_CURSOR_CHUNKS", 4)
+    db.session.execute(Connection.__table__.update().where(Connection.id == cid).values(cursors={}))
+    db.session.commit()
+    writes = _cursor_writes(app, lambda: s.run(cid))
+    assert len(writes) == 3  # after chunks 4 and 8 of 9, then the end
+    assert db.session.get(Connection, cid).cursors["Customer"] == newest
+
+
 def test_an_actor_deleted_in_the_erp_breaks_the_link_and_keeps_the_crm_record(ctx, fake):
     cid = s.make_connection(fake)
     company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")

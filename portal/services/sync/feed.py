@@ -38,6 +38,9 @@ from portal.services.values import same_value
 # Linked actors whose values a run keeps from the feed; past this many, only the key and stamp are kept and the
 # batch reads the actor with GetActors (one call per batch), so memory stays bounded on a very long feed.
 FEED_MEMORY_ACTORS = 20_000
+# Chunks with nothing to merge (echoes of this portal's own writes, repeated stamps) between two stored moves of
+# the cursor: storing it after each such chunk was a statement pair and a commit per 200 echoes.
+ECHO_CURSOR_CHUNKS = 10
 
 
 @dataclass
@@ -150,6 +153,7 @@ def erp_changes(ctx: RunContext, plan: TypePlan, processed: set[int]) -> None:
     since = ctx.cursors.get(plan.actor_type) or ""
     feed = read_feed(ctx, plan, since)
     ordered = sorted(feed.actors.values(), key=lambda a: stamp_key(a.get("LastModified")))
+    idle_chunks = 0  # chunks with nothing to merge since the cursor was last stored
     for start in range(0, len(ordered), ctx.batch_size):
         chunk = ordered[start:start + ctx.batch_size]
         top = None
@@ -163,8 +167,15 @@ def erp_changes(ctx: RunContext, plan: TypePlan, processed: set[int]) -> None:
                 # the cursor moves in the transaction that applies the chunk's changes (not before)
                 process_batch(ctx, plan, items, "sync", cursor=cursor)
                 processed.update(it.crm_id for it in items)
+                idle_chunks = 0
             elif cursor is not None:
-                advance_cursor(ctx, plan.actor_type, cursor)
+                # Nothing to write: the cursor is stored every ECHO_CURSOR_CHUNKS such chunks, by the next chunk
+                # that writes, or at the end. A run that stops before reads these actors again next time and
+                # finds them merged again, as now.
+                idle_chunks += 1
+                if idle_chunks >= ECHO_CURSOR_CHUNKS:
+                    advance_cursor(ctx, plan.actor_type, cursor)
+                    idle_chunks = 0
     last = feed.bound(feed.high)
     if last is not None:
         advance_cursor(ctx, plan.actor_type, last)
