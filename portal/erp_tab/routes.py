@@ -1,4 +1,4 @@
-"""The ERP tab (issue #5): HTTP glue around portal/services/erp_tab.py.
+"""The ERP tab (issue #5): HTTP glue around the portal/services/erp_tab package.
 
 URLs (``<crm_type>`` is company | contact | project; ``<cid>`` a connection id):
 

@@ -1,5 +1,5 @@
-"""The lines of what Sync now did, as the ERP tab shows them (moved out of portal/services/erp_tab.py, which is
-large): whatever the engine reports — ``ChangeLine``/``ConflictLine`` or anything similar — becomes plain text."""
+"""The lines of what Sync now did, as the ERP tab shows them (beside the portal/services/erp_tab package):
+whatever the engine reports — ``ChangeLine``/``ConflictLine`` or anything similar — becomes plain text."""
 
 from __future__ import annotations
 

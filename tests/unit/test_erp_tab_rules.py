@@ -22,6 +22,8 @@ from portal.models import (
     UserGroup,
 )
 from portal.services import erp_tab as svc
+from portal.services import sync_now_text
+from portal.services.erp_tab import ask_user, comparison, create_in_erp, linking
 
 
 def user(uid: int = 1, *, licence: bool = True, active: bool = True, groups=()) -> User:
@@ -195,7 +197,7 @@ def test_compare_rows_are_the_differing_synced_fields_with_what_each_side_may_ta
     record = Company(name="Acme", email="a@x.no", phone="1", vat_no="9", code="C1", fax="f", department="Sales")
     actor = {"FieldValues": {"name": "Acme", "email": "b@x.no", "phone": "2", "orgnr": "8", "number": "C2",
                              "fax": "g", "dept": "HQ"}}
-    rows, unsyncable, same = svc._plan(record, cfg, actor)
+    rows, unsyncable, same = comparison._plan(record, cfg, actor)
     by_key = {row.key: row for row in rows}
     assert same == 1 and unsyncable == [] and set(by_key) == {"email", "phone", "orgnr", "number", "dept"}
     assert by_key["email"].only is None and by_key["email"].name == "pick_2"
@@ -208,7 +210,7 @@ def test_compare_rows_are_the_differing_synced_fields_with_what_each_side_may_ta
 
 def test_a_blank_erp_value_cannot_empty_a_required_crm_field_and_unusable_rows_are_reported(app_ctx):
     cfg = config([erp_field("name", fid=1, crm="name", to_erp=False)])
-    rows, unsyncable, _same = svc._plan(Company(name="Acme"), cfg, {"FieldValues": {"name": ""}})
+    rows, unsyncable, _same = comparison._plan(Company(name="Acme"), cfg, {"FieldValues": {"name": ""}})
     assert rows == []
     assert unsyncable[0][0] == "Name" and "the CRM needs a value for Name" in unsyncable[0][1]
 
@@ -224,8 +226,8 @@ def test_list_values_compare_through_the_list_mapping(app_ctx):
     country.list_mappings = [ListItemMapping(erp_item_key="NO", crm_item_id=norway.id)]
     cfg = config([country])
     record = Company(name="Acme", country_id=norway.id)
-    assert svc._plan(record, cfg, {"FieldValues": {"country": "NO"}})[0] == []
-    rows, _unsyncable, _same = svc._plan(record, cfg, {"FieldValues": {"country": "XX"}}, {"country": {"XX": "Ruritania"}})
+    assert comparison._plan(record, cfg, {"FieldValues": {"country": "NO"}})[0] == []
+    rows, _unsyncable, _same = comparison._plan(record, cfg, {"FieldValues": {"country": "XX"}}, {"country": {"XX": "Ruritania"}})
     assert rows[0].crm_text == "Norway" and rows[0].erp_text == "Ruritania"
     assert rows[0].only == "crm" and "not mapped to a CRM list item" in rows[0].erp_blocked
 
@@ -234,8 +236,8 @@ def test_the_agreed_base_holds_only_the_fields_both_sides_share():
     cfg = config([erp_field("name", fid=1, crm="name"), erp_field("email", fid=2, crm="email"),
                   erp_field("phone", fid=3, crm="phone")])
     record = Company(name="Acme", email="a@x", phone=None)
-    assert svc._agreed(record, cfg, {"name": "Acme", "email": "b@x", "phone": None}) == {"name": "Acme",
-                                                                                        "phone": None}
+    assert linking._agreed(record, cfg, {"name": "Acme", "email": "b@x", "phone": None}) == {"name": "Acme",
+                                                                                            "phone": None}
 
 
 def test_ask_user_fields_skip_labels_read_only_and_missing_fields():
@@ -251,9 +253,9 @@ def test_answers_are_checked_for_mandatory_type_and_length():
     code = erp_field("code", fid=2, ask_user=True, max_length=2)
     flag = erp_field("flag", "Checkbox", fid=3, ask_user=True, mandatory=True)
     with pytest.raises(svc.InvalidInput) as caught:
-        svc._check_answers([credit, code, flag], {"credit": None, "code": "ABC", "flag": False})
+        ask_user._check_answers([credit, code, flag], {"credit": None, "code": "ABC", "flag": False})
     assert caught.value.errors == {"ask_1": "Credit is required.", "ask_2": "Code can be at most 2 characters."}
-    assert svc._check_answers([credit, code, flag], {"credit": "12.5", "code": "AB", "flag": False}) == {
+    assert ask_user._check_answers([credit, code, flag], {"credit": "12.5", "code": "AB", "flag": False}) == {
         "credit": 12.5, "code": "AB", "flag": False}
 
 
@@ -261,8 +263,8 @@ def test_prefill_prefers_the_erp_value_then_the_default():
     credit = erp_field("credit", "Double", fid=1, ask_user=True, has_default=True, default_value=100.0)
     group = erp_field("group", "List", fid=2, ask_user=True)
     cfg = config([credit, group])
-    assert svc._ask_prefill(cfg, {"credit": 5, "group": "VIP"}) == {"credit": 5.0, "group": "VIP"}
-    assert svc._ask_prefill(cfg, {}) == {"credit": 100.0, "group": None}
+    assert ask_user._ask_prefill(cfg, {"credit": 5, "group": "VIP"}) == {"credit": 5.0, "group": "VIP"}
+    assert ask_user._ask_prefill(cfg, {}) == {"credit": 100.0, "group": None}
 
 
 def test_new_actor_values_are_defaults_overlaid_with_the_mapped_crm_values():
@@ -273,11 +275,11 @@ def test_new_actor_values_are_defaults_overlaid_with_the_mapped_crm_values():
         erp_field("phone", fid=4, crm="phone", to_erp=False),  # ERP -> CRM only: not sent
         erp_field("asked", fid=5, has_default=True, default_value="x", ask_user=True),  # asked, not defaulted
     ])
-    values, problems = svc._new_values(Company(name="Acme", email=None, phone="1"), cfg)
+    values, problems = create_in_erp._new_values(Company(name="Acme", email=None, phone="1"), cfg)
     assert values == {"name": "Acme", "email": "none@x", "terms": "NET30"} and problems == []
     too_long = config([erp_field("name", fid=1, crm="name", max_length=2)])
     notes = []  # a value the ERP cannot hold is left out of the new actor and said so, not refused or blanked
-    _values, problems = svc._new_values(Company(name="Acme"), too_long, notes)
+    _values, problems = create_in_erp._new_values(Company(name="Acme"), too_long, notes)
     assert problems == [] and notes == ["Name “Acme” cannot be stored in the ERP (Name can hold at most 2 characters "
                                         "in the ERP): left out of the new Customer; the CRM keeps it."]
 
@@ -295,11 +297,11 @@ class FakeConflict:
 
 
 def test_engine_results_are_worded_for_the_screen():
-    assert svc.conflict_text(FakeConflict("E-mail", "a@x", "b@x", "CRM", "CRM wins (sync priority)")) == (
+    assert sync_now_text.conflict_text(FakeConflict("E-mail", "a@x", "b@x", "CRM", "CRM wins (sync priority)")) == (
         "E-mail: CRM had “a@x”, ERP had “b@x”; CRM wins (sync priority)")
-    assert svc.conflict_text("plain text") == "plain text"
-    assert svc.conflict_text(("Phone", 1, True)) == "Phone · 1 · Yes"
-    assert svc._triples([("Credit", 1.0, None), "odd"]) == [("Credit", "1", ""), ("odd", "", "")]
+    assert sync_now_text.conflict_text("plain text") == "plain text"
+    assert sync_now_text.conflict_text(("Phone", 1, True)) == "Phone · 1 · Yes"
+    assert sync_now_text.triples([("Credit", 1.0, None), "odd"]) == [("Credit", "1", ""), ("odd", "", "")]
 
 
 @pytest.mark.parametrize("field_type, value, text", [

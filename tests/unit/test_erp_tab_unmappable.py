@@ -11,6 +11,8 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import Company, ListItem, ListItemMapping
 from portal.services import erp_tab as svc
+from portal.services.erp_tab.comparison import _plan
+from portal.services.erp_tab.create_in_erp import _new_values
 from portal.services.sync.fieldmap import crm_side, erp_side, mapped_fields, rules
 from portal.services.sync.merge import merge
 from tests.unit.test_erp_tab_rules import config, erp_field
@@ -40,8 +42,8 @@ def _next_merge(record, cfg, base, erp_values, *, crm_first=True):
 
 def test_an_unmapped_erp_item_over_a_blank_crm_value_is_left_as_it_is_and_offers_no_blank(app_ctx):
     cfg = config([_countries()])
-    rows, unsyncable, _same = svc._plan(Company(name="Acme"), cfg, {"FieldValues": {"country": "DK"}},
-                                        {"country": {"DK": "Denmark"}})
+    rows, unsyncable, _same = _plan(Company(name="Acme"), cfg, {"FieldValues": {"country": "DK"}},
+                                    {"country": {"DK": "Denmark"}})
     [row] = rows
     assert unsyncable == [] and row.kept == "Country “Denmark” has no list mapping: left as it is on both sides"
     comparison = svc.Comparison(actor={}, rows=rows, unsyncable=[], same=0, ask=[], lists={}, prefill={},
@@ -53,16 +55,16 @@ def test_an_unmapped_crm_item_is_left_as_it_is_whatever_the_erp_holds(app_ctx):
     cfg = config([_countries()])
     record = Company(name="Acme", country_id=_item("Germany").id)
     for erp_value in (None, "NO"):
-        [row] = svc._plan(record, cfg, {"FieldValues": {"country": erp_value}})[0]
+        [row] = _plan(record, cfg, {"FieldValues": {"country": erp_value}})[0]
         assert row.kept == "Country “Germany” has no list mapping: left as it is on both sides"
 
 
 def test_both_items_unmapped_and_one_way_fields_are_kept_too(app_ctx):
     cfg = config([_countries(to_crm=False)])  # CRM -> ERP only: the list mapping's promise holds all the same
     record = Company(name="Acme", country_id=_item("Germany").id)
-    [row] = svc._plan(record, cfg, {"FieldValues": {"country": "DK"}}, {"country": {"DK": "Denmark"}})[0]
+    [row] = _plan(record, cfg, {"FieldValues": {"country": "DK"}}, {"country": {"DK": "Denmark"}})[0]
     assert row.kept == "Country “Germany” and “Denmark” have no list mapping: left as it is on both sides"
-    [row] = svc._plan(Company(name="Acme"), cfg, {"FieldValues": {"country": "DK"}})[0]
+    [row] = _plan(Company(name="Acme"), cfg, {"FieldValues": {"country": "DK"}})[0]
     assert row.kept.startswith("Country “DK” has no list mapping")  # no list texts read: the key
 
 
@@ -71,8 +73,8 @@ def test_texts_too_long_or_of_the_wrong_type_are_kept_and_mappable_blanks_stay_a
                   erp_field("count", "Integer", fid=2, crm="department"),
                   erp_field("email", fid=3, crm="email")])
     record = Company(name="Acme", vat_no="1234567", department=None, email="a@x.example")
-    rows, _unsyncable, _same = svc._plan(record, cfg, {"FieldValues": {"orgnr": None, "count": "many",
-                                                                       "email": None}})
+    rows, _unsyncable, _same = _plan(record, cfg, {"FieldValues": {"orgnr": None, "count": "many",
+                                                                   "email": None}})
     by_key = {row.key: row for row in rows}
     assert by_key["orgnr"].kept == ("Orgnr “1234567” cannot be stored in the ERP (Orgnr can hold at most 5 "
                                     "characters in the ERP): left as it is on both sides")
@@ -100,13 +102,13 @@ def test_the_link_base_takes_the_side_that_can_be_carried_over(app_ctx):
 def test_create_leaves_an_unmappable_crm_value_out_and_says_so(app_ctx):
     cfg = config([erp_field("name", fid=1, crm="name"), _countries()])
     notes: list[str] = []
-    values, problems = svc._new_values(Company(name="Acme", country_id=_item("Germany").id), cfg, notes)
+    values, problems = _new_values(Company(name="Acme", country_id=_item("Germany").id), cfg, notes)
     assert values == {"name": "Acme"} and problems == []
     assert notes == ["Country “Germany” has no list mapping: left out of the new Customer; the CRM keeps it."]
 
     defaulted = config([erp_field("name", fid=1, crm="name"), _countries(has_default=True, default_value="NO")])
     notes = []
-    values, _problems = svc._new_values(Company(name="Acme", country_id=_item("Germany").id), defaulted, notes)
+    values, _problems = _new_values(Company(name="Acme", country_id=_item("Germany").id), defaulted, notes)
     assert values == {"name": "Acme", "country": "NO"}
     assert notes == ["Country “Germany” has no list mapping: the new Customer gets the default value instead; "
                      "the CRM keeps it."]
@@ -115,7 +117,7 @@ def test_create_leaves_an_unmappable_crm_value_out_and_says_so(app_ctx):
 def test_create_is_stopped_only_when_the_erp_needs_the_value_left_out():
     cfg = config([erp_field("name", fid=1, crm="name", max_length=2, access="Mandatory")])
     notes: list[str] = []
-    values, problems = svc._new_values(Company(name="Acme"), cfg, notes)
+    values, problems = _new_values(Company(name="Acme"), cfg, notes)
     assert values == {} and notes == []
     assert problems == ["Name “Acme” cannot be stored in the ERP (Name can hold at most 2 characters in the ERP), "
                         "and the ERP needs a value for Name."]
