@@ -2,7 +2,7 @@
 
 CSRF is checked for every POST by the app-wide CSRFProtect (the token travels in the htmx header or a hidden
 input), so these forms switch off their own token and only turn form data into typed values. The rules live in
-portal/services/mapping.py.
+the portal/services/mapping package.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ plus the activation panel of the Mappings page (spec §1.6–1.10).
 Every change is an htmx POST of a single row (``hx-target="closest tr"``, ``hx-swap="outerHTML"``) answered with
 that row re-rendered: 200 when saved, 422 with the reasons on the row when refused (nothing is saved then).
 Rank moves swap the rank table. Without htmx, POSTs redirect back to the page with a flash message. The rules
-and the audit trail are portal/services/mapping.py's.
+and the audit trail are the portal/services/mapping package's.
 """
 
 from __future__ import annotations

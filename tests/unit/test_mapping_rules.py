@@ -1,4 +1,4 @@
-"""Unit tests of the mapping rules (portal/services/mapping.py): type compatibility of choices and directions,
+"""Unit tests of the mapping rules (portal/services/mapping/): type compatibility of choices and directions,
 automatic pre-mapping, every activation rule, and the all-or-nothing saves (mapping rows, list mapping, defaults,
 rank) with their audit trail. No connector is called: GetList is replaced where a rule needs it."""
 
@@ -20,6 +20,7 @@ from portal.models import (
     ListItem,
     ListItemMapping,
     SyncRun,
+    crm_fields,
 )
 from portal.services import connections as connection_service
 from portal.services import mapping
@@ -106,7 +107,7 @@ def test_crm_choices_offer_only_fields_whose_type_fits(ctx, key, enabled):
     connection = build()
     erp_field = field(connection, key)
     choices = {c.key: c for c in mapping.crm_choices(erp_field, "company", {}, {})}
-    assert set(choices) == {f.key for f in mapping.crm_fields("company")}  # every CRM field is listed
+    assert set(choices) == {f.key for f in crm_fields("company")}  # every CRM field is listed
     for crm_key in enabled:
         assert not choices[crm_key].disabled
     for choice in choices.values():
@@ -203,7 +204,7 @@ def test_a_crm_field_is_the_to_crm_target_of_one_connection_only(ctx):
 def test_a_crm_field_is_mapped_from_one_erp_field_per_tab(ctx):
     connection = build()
     choices = {c.key: c for c in mapping.crm_choices(field(connection, "NAME"), "company",
-                                                     mapping._used_in_tab(connection.actor_type("Customer")), {})}
+                                                     mapping.rules._used_in_tab(connection.actor_type("Customer")), {})}
     assert choices["email"].disabled and "already mapped from ERP field E-mail" in choices["email"].reason
     with pytest.raises(MappingError, match="already mapped from ERP field E-mail"):
         mapping.save_row(field(connection, "NAME"), state("email"))
@@ -539,7 +540,7 @@ def test_default_is_stored_typed(ctx, key, text, stored):
 
 def test_list_default_must_be_an_item_of_the_erp_list(ctx, monkeypatch):
     connection = build()
-    monkeypatch.setattr(mapping, "erp_list", lambda connection, name: ERP_COUNTRIES)
+    monkeypatch.setattr(mapping.defaults, "erp_list", lambda connection, name: ERP_COUNTRIES)
     erp_country = field(connection, "COUNTRY")
     with pytest.raises(MappingError, match="not an item of the ERP list countries"):
         mapping.save_default(erp_country, set_default=True, value_text="XX", ask_user=False, mandatory=False)
