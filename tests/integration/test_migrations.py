@@ -6,20 +6,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 
-from portal import create_app
 from portal.extensions import db
+from tests.integration.helpers_migration import migration_app
 
 
-def test_migrations_upgrade_an_empty_database_to_the_models(tmp_path, app_config):
-    import os
-
-    url = os.environ.get("PORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'migrated.db'}"
-    app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url}, environ={})
-    with app.app_context():
-        if url.startswith("postgresql"):
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+def test_migrations_upgrade_an_empty_database_to_the_models(app_config):
+    with migration_app(app_config) as app:
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
         upgrade()
         with db.engine.connect() as connection:
             from portal.services.search_index import include_name  # the search index is not in the models
@@ -35,9 +28,3 @@ def test_migrations_upgrade_an_empty_database_to_the_models(tmp_path, app_config
         from portal.services.bootstrap import initialise
 
         initialise({**app.config, "ADMIN_PASSWORD": "a-long-password", "DEMO_DATA": True})
-        db.session.remove()
-        if url.startswith("postgresql"):
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        db.engine.dispose()

@@ -4,15 +4,13 @@ contact copy of the company's name)."""
 
 from __future__ import annotations
 
-import os
-
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import insert, select, text
 
-from portal import create_app
 from portal.extensions import db
 from portal.models import Company, Contact, CrmType, Project
 from portal.services import crm, search_index
+from tests.integration.helpers_migration import migration_app
 
 REVISION = "a8c0e2f4b6d8"
 
@@ -30,46 +28,33 @@ def _layout_2(url: str) -> bool:
     return vocabulary == 1
 
 
-def test_the_index_is_rebuilt_from_the_records_both_ways(tmp_path, app_config):
-    url = os.environ.get("PORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'migrated.db'}"
-    app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url}, environ={})
-    with app.app_context():
-        if url.startswith("postgresql"):
-            db.drop_all()
-            db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
-        try:
-            upgrade(revision=f"{REVISION}-1")
-            names = (("Østfold Bygg AS", "Oslo"), ("Hansen Rør", "Ålesund"), ("Berg", ""))
-            ids = [db.session.execute(insert(Company).values(name=name, postal_city=city).returning(Company.id))
-                   .scalar() for name, city in names]
-            db.session.execute(insert(Contact), [{"first_name": "Kari", "last_name": "Hansen", "company_id": ids[0]},
-                                                 {"first_name": "Ola", "last_name": "Aas", "company_id": ids[1]}])
-            db.session.execute(insert(Project), [{"name": "Bygg prosjekt", "number": "P1"}])
-            db.session.commit()
-            assert not _layout_2(url)
-            upgrade(revision=REVISION)
-            assert _layout_2(url)
-            for query in ("østfold", "hansen", "bygg kari", "ø", "as", "rør ålesund", "qx", "p1"):
-                for crm_type in CrmType:
-                    found = [record.id for record in crm.search(crm_type, query).items]
-                    scanned = [record.id for record in db.session.scalars(crm.search_statement_scan(crm_type, query))]
-                    assert found == scanned, (crm_type, query)
-            # the triggers of layout 2 keep it current: a rename reaches the contacts' texts
-            db.session.execute(Company.__table__.update().where(Company.id == ids[1]).values(name="Vik Rør"))
-            db.session.commit()
-            assert [c.id for c in crm.search(CrmType.CONTACT, "vik").items] == list(db.session.scalars(
-                select(Contact.id).where(Contact.company_id == ids[1])))
-            db.session.remove()
-            downgrade(revision=f"{REVISION}-1")
-            assert not _layout_2(url)
-            db.session.remove()
-            upgrade(revision=REVISION)
-            assert _layout_2(url)
-        finally:
-            db.session.remove()
-            if url.startswith("postgresql"):
-                db.drop_all()
-                with db.engine.begin() as connection:
-                    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            db.engine.dispose()
+def test_the_index_is_rebuilt_from_the_records_both_ways(app_config):
+    with migration_app(app_config) as app:
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        upgrade(revision=f"{REVISION}-1")
+        names = (("Østfold Bygg AS", "Oslo"), ("Hansen Rør", "Ålesund"), ("Berg", ""))
+        ids = [db.session.execute(insert(Company).values(name=name, postal_city=city).returning(Company.id))
+               .scalar() for name, city in names]
+        db.session.execute(insert(Contact), [{"first_name": "Kari", "last_name": "Hansen", "company_id": ids[0]},
+                                             {"first_name": "Ola", "last_name": "Aas", "company_id": ids[1]}])
+        db.session.execute(insert(Project), [{"name": "Bygg prosjekt", "number": "P1"}])
+        db.session.commit()
+        assert not _layout_2(url)
+        upgrade(revision=REVISION)
+        assert _layout_2(url)
+        for query in ("østfold", "hansen", "bygg kari", "ø", "as", "rør ålesund", "qx", "p1"):
+            for crm_type in CrmType:
+                found = [record.id for record in crm.search(crm_type, query).items]
+                scanned = [record.id for record in db.session.scalars(crm.search_statement_scan(crm_type, query))]
+                assert found == scanned, (crm_type, query)
+        # the triggers of layout 2 keep it current: a rename reaches the contacts' texts
+        db.session.execute(Company.__table__.update().where(Company.id == ids[1]).values(name="Vik Rør"))
+        db.session.commit()
+        assert [c.id for c in crm.search(CrmType.CONTACT, "vik").items] == list(db.session.scalars(
+            select(Contact.id).where(Contact.company_id == ids[1])))
+        db.session.remove()
+        downgrade(revision=f"{REVISION}-1")
+        assert not _layout_2(url)
+        db.session.remove()
+        upgrade(revision=REVISION)
+        assert _layout_2(url)
