@@ -46,7 +46,7 @@ from sqlalchemy import select
 
 from portal.database import MAX_INT, utcnow
 from portal.extensions import db
-from portal.models import CrmField, CrmFieldType, CrmType, ListItem, crm_field
+from portal.models import BUILTIN_CRM_FIELDS, CrmField, CrmFieldType, CrmType, ListItem, crm_field
 
 __all__ = [
     "MAX_DECIMAL",
@@ -106,7 +106,22 @@ class ValueProblem:
     reason: str
 
 
+_BUILTIN_SPECS: dict[tuple[str, str], tuple[str, CrmField]] = {
+    (crm_type.value, spec.key): (crm_type.value, spec) for crm_type, specs in BUILTIN_CRM_FIELDS.items()
+    for spec in specs}
+"""``_spec``'s answer for every built-in field, built once: one dict lookup per value instead of the record type's
+enum conversion and the catalogue's lookup (the import and the sync check every value they write). Keys are the
+exact, case-sensitive values (a ``CrmType`` member hashes and compares as its value); anything else —
+user-defined fields, which change at run time, and unknown types or keys — takes the long way below."""
+
+
 def _spec(crm_type: str, crm_key: str) -> tuple[str, CrmField]:
+    try:
+        found = _BUILTIN_SPECS.get((crm_type, crm_key))
+    except TypeError:  # an unhashable argument: the long way raises as it always did
+        found = None
+    if found is not None:
+        return found
     crm_type = CrmType(crm_type).value  # ValueError for an unknown record type
     spec = crm_field(crm_type, crm_key)
     if spec is None:

@@ -271,6 +271,22 @@ def test_crm_types_are_the_keys_of_crm_models_and_unknown_keys_raise():
         check_crm_value("contact", "company_id", 1)  # not a CRM field: the caller checks the company
 
 
+@pytest.mark.parametrize("crm_type, key, error", [
+    ("Company", "email", ValueError), ("company ", "email", ValueError), (["company"], "email", ValueError),
+    ("company", "Email", KeyError), ("company", " email", KeyError), ("company", "udf_text_1", KeyError),
+    ("company", ["email"], TypeError),
+])
+def test_record_types_and_field_keys_are_exact(crm_type, key, error):
+    """The built-in fields' lookup table folds nothing: other cases and spaces are unknown as before."""
+    with pytest.raises(error):
+        value_problem(crm_type, key, "x", list_items=ITEMS)
+
+
+def test_a_problem_names_the_record_type_as_plain_text():
+    found = value_problem(CrmType.COMPANY, "email", "post10@erp", list_items=ITEMS)
+    assert (found.crm_type, type(found.crm_type), found.key, found.label) == ("company", str, "email", "E-mail")
+
+
 # --- list items from the database -----------------------------------------------------------------------------
 
 
