@@ -127,7 +127,8 @@ def _run(app, connection_id: int, record: bool = False, before=None):
     """Start an import (queued) and execute it, timed; ``before(app)`` runs in between (the floor's snapshot)."""
     from portal.extensions import db
     from portal.models import Connection, SyncRun
-    from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
+    from portal.services.import_run import execute_import, start_import
+    from portal.services.import_settings import ImportRequest, ImportSettings
 
     with app.app_context():
         connection = db.session.get(Connection, connection_id)

@@ -10,16 +10,9 @@ from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, HiddenField, RadioField, SelectField
 
 from portal.models import CrmType
-from portal.services.importer import (
-    ACTION_CHOICES,
-    CONTACT_INFO_CHOICES,
-    ID_SOURCE_CHOICES,
-    LIST_POLICY_CHOICES,
-    MATCH_CHOICES,
-    PERSON_POLICY_CHOICES,
-    Criterion,
-    ImportSettings,
-)
+from portal.services.import_rules import CONTACT_INFO_CHOICES, ID_SOURCE_CHOICES, MATCH_CHOICES
+from portal.services.import_search import Criterion
+from portal.services.import_settings import ACTION_CHOICES, LIST_POLICY_CHOICES, PERSON_POLICY_CHOICES, ImportSettings
 
 
 class StartForm(FlaskForm):

@@ -32,13 +32,31 @@ from portal.extensions import db
 from portal.htmx import hx_trigger, is_htmx, redirect_for, stop_polling, toast, wants_partial
 from portal.models import ActorType, CrmFieldType, CrmType, ListItem, RunKind, SyncRun, crm_field
 from portal.services import import_rules, import_undo
-from portal.services import importer as service
 from portal.services.actor_labels import actor_label
-from portal.services.importer import (
+from portal.services.import_plan import type_spec
+from portal.services.import_preview import preview
+from portal.services.import_run import MAX_EXPLICIT_KEYS, RunBusy, import_runs, rerun, run_records, start_import
+from portal.services.import_search import (
     Criterion,
+    build_restrictions,
+    field_list_items,
+    resolve_list_texts,
+    search,
+    search_fields,
+)
+from portal.services.import_settings import (
+    COMPANY_TYPES,
     ImportProblem,
     ImportRequest,
-    RunBusy,
+    check_settings,
+    company_name_choices,
+    get_import_connection,
+    get_import_type,
+    id_field_choices,
+    import_connections,
+    importable_types,
+    persons_config,
+    settings_summary,
 )
 from portal.web import audit_ctx, get_or_404
 
@@ -83,24 +101,24 @@ def _steps(current: str) -> list[tuple[str, str, str]]:
 
 
 def _connection_and_type(connection_id, actor_type):
-    connection = service.get_import_connection(connection_id, _user())
-    config = service.get_import_type(connection, actor_type)
+    connection = get_import_connection(connection_id, _user())
+    config = get_import_type(connection, actor_type)
     return connection, config
 
 
 def _type_choices(connection) -> list[tuple[str, str]]:
     return [(c.erp_actor_type, f"{actor_label(c)} → CRM {c.crm_type}")  # the value stays the constant
-            for c in service.importable_types(connection)] if connection is not None else []
+            for c in importable_types(connection)] if connection is not None else []
 
 
 def _render_start(form: StartForm, connections, *, template: str = "admin/import/start.html", status: int = 200,
                   message: str | None = None):
     return render_template(template, form=form, connections=connections, steps=_steps("start"),
-                           message=message, runs=service.import_runs(10)), status
+                           message=message, runs=import_runs(10)), status
 
 
 def _start_form(connection_id: int | None, actor_type: str | None = None) -> tuple[StartForm, list]:
-    connections = service.import_connections(_user())
+    connections = import_connections(_user())
     form = StartForm(formdata=None)
     form.connection_id.choices = [(c.id, c.name) for c in connections]
     selected = next((c for c in connections if c.id == connection_id), connections[0] if connections else None)
@@ -129,7 +147,7 @@ def import_start():
     message = None
     if connection_id and form.connection_id.data != connection_id:
         try:
-            service.get_import_connection(connection_id, _user())
+            get_import_connection(connection_id, _user())
             message = "This connection has no actor type that can be imported: activate an actor type with " \
                       "searchable fields and fields mapped to the CRM first."
         except ImportProblem as exc:
@@ -140,7 +158,7 @@ def import_start():
 @bp.route("/import/erp/actor-types")
 def import_actor_types():
     """The actor type choices of a connection (htmx, when the connection changes)."""
-    connection = next((c for c in service.import_connections(_user())
+    connection = next((c for c in import_connections(_user())
                        if c.id == request.args.get("connection_id", type=int)), None)
     return render_template("admin/import/_actor_types.html", choices=_type_choices(connection))
 
@@ -149,11 +167,11 @@ def import_actor_types():
 
 
 def _search_context(connection, config, criteria: list[Criterion], **extra) -> dict:
-    fields = service.search_fields(config)
+    fields = search_fields(config)
     list_names = [f.list_name for f in fields if f.is_list and any(c.field == f.key for c in criteria)]
     list_items, list_error = {}, None
     try:
-        list_items = service.field_list_items(connection, list_names)
+        list_items = field_list_items(connection, list_names)
     except ConnectorError as exc:
         list_error = f"The list items could not be read: {exc.user_message}"
     context = dict(connection=connection, config=config, fields=fields, fields_by_key={f.key: f for f in fields},
@@ -164,7 +182,7 @@ def _search_context(connection, config, criteria: list[Criterion], **extra) -> d
 
 
 def _default_criteria(config) -> list[Criterion]:
-    fields = service.search_fields(config)
+    fields = search_fields(config)
     if not fields:
         return []
     return [Criterion(field=fields[0].key, operator=fields[0].operators[0][0])]
@@ -172,7 +190,7 @@ def _default_criteria(config) -> list[Criterion]:
 
 def _normalize_rows(criteria: list[Criterion], config) -> None:
     """Keep every row's operator valid for its field (the field select may just have changed)."""
-    by_key = {f.key: f for f in service.search_fields(config)}
+    by_key = {f.key: f for f in search_fields(config)}
     for row in criteria:
         spec = by_key.get(row.field)
         if spec is None:
@@ -185,13 +203,13 @@ def _normalize_rows(criteria: list[Criterion], config) -> None:
 
 def _run_search(connection, config, criteria, page: int, selection: set[str], all_results: bool) -> dict:
     """Find: SearchActorsAdvanced with the active criteria; one page of results for the grid."""
-    fields = service.search_fields(config)
+    fields = search_fields(config)
     try:
-        restrictions = service.build_restrictions(criteria, fields)
+        restrictions = build_restrictions(criteria, fields)
     except ImportProblem as exc:
         return {"search_error": exc.message, "status": 422}
     try:
-        result = service.search(connection, config, restrictions)
+        result = search(connection, config, restrictions)
     except ConnectorError as exc:
         return {"search_error": f"The search failed: {exc.user_message}", "status": 502}
     total = len(result.actors)
@@ -199,7 +217,7 @@ def _run_search(connection, config, criteria, page: int, selection: set[str], al
     page = max(1, min(page, pages))
     shown = result.actors[(page - 1) * RESULTS_PER_PAGE: page * RESULTS_PER_PAGE]
     with contextlib.suppress(ConnectorError):  # the keys are shown instead of the texts
-        service.resolve_list_texts(connection, result, shown)
+        resolve_list_texts(connection, result, shown)
     all_keys = set(result.keys)
     return {"results": result, "shown": shown, "total": total, "page": page, "pages": pages,
             "selection": selection & all_keys if not all_results else all_keys, "all_results": all_results,
@@ -284,7 +302,7 @@ def _list_default_fields(connection, actor_types: list[str]) -> list[dict]:
         config = connection.actor_type(actor_type)
         if config is None:
             continue
-        for f in service.type_spec(config).write:
+        for f in type_spec(config).write:
             if f.crm_type != CrmFieldType.LIST:
                 continue
             crm = crm_field(config.crm_type, f.crm_key)
@@ -302,10 +320,10 @@ def _list_default_fields(connection, actor_types: list[str]) -> list[dict]:
 def _involved_types(connection, req: ImportRequest, include_persons: bool | None = None) -> list[str]:
     types = [req.actor_type]
     include = req.settings.include_persons if include_persons is None else include_persons
-    if req.crm_type == CrmType.COMPANY and include and service.persons_config(connection) is not None:
+    if req.crm_type == CrmType.COMPANY and include and persons_config(connection) is not None:
         types.append(ActorType.PERSON)
     if req.crm_type == CrmType.CONTACT:
-        types += [t for t in service.COMPANY_TYPES if (c := connection.actor_type(t)) is not None and c.is_active]
+        types += [t for t in COMPANY_TYPES if (c := connection.actor_type(t)) is not None and c.is_active]
     return types
 
 
@@ -314,9 +332,9 @@ def _field_choices(connection, req: ImportRequest) -> tuple[dict, list]:
     Person fields that can hold a company name."""
     wide = dataclasses.replace(req, settings=dataclasses.replace(req.settings, include_persons=True,
                                                                  person_policy="import_company"))
-    id_fields = {crm_type: service.id_field_choices(connection, wide, crm_type)
+    id_fields = {crm_type: id_field_choices(connection, wide, crm_type)
                  for crm_type in (CrmType.COMPANY, CrmType.CONTACT, CrmType.PROJECT)}
-    return id_fields, service.company_name_choices(connection)
+    return id_fields, company_name_choices(connection)
 
 
 def _render_settings(connection, config, req: ImportRequest, criteria, form: SettingsForm | None = None,
@@ -332,7 +350,7 @@ def _render_settings(connection, config, req: ImportRequest, criteria, form: Set
             form.company_name_field.data = import_rules.guess_company_name_field(name_fields)
     form.set_choices(id_fields, name_fields)
     form.state.data = _dump_state(req, criteria)
-    persons_possible = req.crm_type == CrmType.COMPANY and service.persons_config(connection) is not None
+    persons_possible = req.crm_type == CrmType.COMPANY and persons_config(connection) is not None
     defaults = _list_default_fields(connection, _involved_types(connection, req, True))
     return render_template("admin/import/settings.html", form=form, connection=connection, config=config, req=req,
                            steps=_steps("settings"), persons_possible=persons_possible, default_fields=defaults,
@@ -356,16 +374,16 @@ def import_settings():
     _normalize_rows(criteria, config)
     keys = list(dict.fromkeys(form.getlist("keys")))
     all_results = form.get("all_results") == "1"
-    fields = service.search_fields(config)
+    fields = search_fields(config)
     problem = None
     try:
-        restrictions = service.build_restrictions(criteria, fields)
+        restrictions = build_restrictions(criteria, fields)
     except ImportProblem as exc:
         restrictions, problem = [], exc.message
     if problem is None and not all_results and not keys:
         problem = "Select the actors to import (tick rows, or select all results), after Find."
-    if problem is None and not all_results and len(keys) > service.MAX_EXPLICIT_KEYS:
-        problem = f"Tick at most {service.MAX_EXPLICIT_KEYS} rows, or select all results."
+    if problem is None and not all_results and len(keys) > MAX_EXPLICIT_KEYS:
+        problem = f"Tick at most {MAX_EXPLICIT_KEYS} rows, or select all results."
     if problem is not None:
         context = _search_context(connection, config, criteria, message=problem, selection=set(keys),
                                   all_results=all_results)
@@ -401,7 +419,7 @@ def _render_preview(connection, config, req: ImportRequest, criteria, page: int,
     error = None
     result = None
     try:
-        result = service.preview(connection, req, page=page, per_page=PREVIEW_PER_PAGE)
+        result = preview(connection, req, page=page, per_page=PREVIEW_PER_PAGE)
     except ConnectorError as exc:
         error = f"The preview could not read the ERP: {exc.user_message}"
         status = 502
@@ -410,7 +428,7 @@ def _render_preview(connection, config, req: ImportRequest, criteria, page: int,
         status = 422
     context = dict(connection=connection, config=config, req=req, state=_dump_state(req, criteria), result=result,
                    error=error, message=message, steps=_steps("preview"), excluded=set(req.excluded),
-                   summary=service.settings_summary(connection, req),
+                   summary=settings_summary(connection, req),
                    other_excluded=_other_excluded(req, result))
     template = "admin/import/_preview.html" if wants_partial() else "admin/import/preview.html"
     return render_template(template, **context), status
@@ -437,7 +455,7 @@ def import_preview():
             try:
                 settings = form.settings(list_defaults_from_form(request.form))
                 settings.validate()
-                service.check_settings(connection, dataclasses.replace(req, settings=settings))
+                check_settings(connection, dataclasses.replace(req, settings=settings))
             except ImportProblem as exc:
                 if exc.field in form:
                     form[exc.field].errors = [exc.message]
@@ -462,7 +480,7 @@ def import_run():
     req.excluded = _excluded_from_form(req)
     ctx = audit_ctx()
     try:
-        run = service.start_import(connection, req, actor=ctx["actor"], request_id=ctx["request_id"], ip=ctx["ip"])
+        run = start_import(connection, req, actor=ctx["actor"], request_id=ctx["request_id"], ip=ctx["ip"])
     except RunBusy as exc:
         toast("error", exc.message)
         return _render_preview(connection, config, req, criteria, request.form.get("page", 1, type=int),
@@ -490,8 +508,8 @@ def _run_context(run: SyncRun) -> dict:
                "options": run.options or {}, "counts": run.counts or {}, "summary": _run_summary(run)}
     if not run.is_active:
         context["undo"], context["undo_refusal"] = import_undo.undo_info(run), import_undo.refusal(run)
-        context["new_records"], context["new_total"] = service.run_records(run, "new", 1)
-        context["updated_records"], context["updated_total"] = service.run_records(run, "updated", 1)
+        context["new_records"], context["new_total"] = run_records(run, "new", 1)
+        context["updated_records"], context["updated_total"] = run_records(run, "updated", 1)
     return context
 
 
@@ -501,7 +519,7 @@ def _run_summary(run: SyncRun) -> list[tuple[str, str]]:
     if connection is None or not run.options:
         return []
     try:
-        return service.settings_summary(connection, ImportRequest.from_options(run.options))
+        return settings_summary(connection, ImportRequest.from_options(run.options))
     except (ImportProblem, KeyError, TypeError, ValueError):
         return []
 
@@ -532,7 +550,7 @@ def import_run_records(run_id: int):
     run = _import_run_or_404(run_id)
     which = "updated" if request.args.get("which") == "updated" else "new"
     page = max(1, request.args.get("page", 1, type=int))
-    records, total = service.run_records(run, which, page)
+    records, total = run_records(run, which, page)
     context = dict(run=run, which=which, records=records, total=total, page=page, per_page=50)
     if wants_partial():
         return render_template("admin/import/_records.html", **context)
@@ -547,7 +565,7 @@ def import_rerun(run_id: int):
         return redirect_for(url_for("admin.import_run_detail", run_id=run.id))
     ctx = audit_ctx()
     try:
-        new_run = service.rerun(run, actor=ctx["actor"], request_id=ctx["request_id"], ip=ctx["ip"])
+        new_run = rerun(run, actor=ctx["actor"], request_id=ctx["request_id"], ip=ctx["ip"])
     except ImportProblem as exc:
         toast("error", exc.message)
         return render_template("admin/import/run.html", **_run_context(run), message=exc.message), 409

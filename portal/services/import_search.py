@@ -1,5 +1,5 @@
 """Import from ERP: the Search ERP step (spec §5.4): the criteria grid's fields and rows, SearchActorsAdvanced and
-the result grid. Every name here is importable from ``portal.services.importer`` as before."""
+the result grid."""
 
 from __future__ import annotations
 

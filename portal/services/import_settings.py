@@ -3,7 +3,7 @@
 :class:`ImportSettings` (duplicate rules and actions, list values, persons, phones/e-mails/web sites, a company from
 a person's company name) and :class:`ImportRequest` (connection, actor type, selection, settings) are plain JSON
 (``SyncRun.options``); ``ImportSettings.validate`` checks them alone, :func:`check_settings` against the
-connection's mappings. Every name here is importable from ``portal.services.importer`` as before.
+connection's mappings.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ where nobody has changed them since. Business rules only (no ``request``).
 
 What the run did is read back from the database:
 
-* the records it **created**: its ``SyncChange`` rows with rule ``importer.RULE_NEW`` (a new record always has
+* the records it **created**: its ``SyncChange`` rows with rule ``import_write.RULE_NEW`` (a new record always has
   at least its name written, so at least one row); a company created from a person's company name is logged under
   that person's actor and has no link of its own;
 * the **links** it made: ``Link.import_run_id``, which the importer sets when it creates a link or re-points a
@@ -46,7 +46,7 @@ from portal.models import (
     SyncRun,
     User,
 )
-from portal.services.importer import RULE_NEW, RULE_UPDATED
+from portal.services.import_write import RULE_NEW, RULE_UPDATED
 from portal.services.sync import runs
 
 WRITES = ("to_crm", "to_erp")  # change-log directions that are writes (not errors)

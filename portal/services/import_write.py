@@ -249,7 +249,7 @@ def allocate_ids(table, count: int) -> list[int]:
     PostgreSQL: taken from the column's sequence (safe next to any other writer). SQLite: the ids after the
     table's largest one. When the batch already wrote, it holds SQLite's only write lock and nobody can take
     them; when not, another writer may commit a row with one of them first, and the bulk insert then fails on
-    the primary key — an ``IntegrityError``, on which ``importer._write_batch`` plans the batch again (tested in
+    the primary key — an ``IntegrityError``, on which ``import_run._write_batch`` plans the batch again (tested in
     tests/integration/test_import_speed.py)."""
     if count <= 0:
         return []

@@ -1,30 +1,16 @@
-"""Import from ERP (spec §5, issue #6): bring ERP actors into the CRM as linked records that keep syncing.
+"""Import from ERP (spec §5, issue #6): the planner — what happens to each actor of a batch, and the counts.
 
-Business rules only (no ``request``): which connections and actor types can be imported, the search criteria,
-duplicate matching, what happens to a match, list values without a list mapping, persons under their company,
-the preview, and the background executor.
+:class:`Importer` plans and applies the import of the actors of one connection, one instance per run (or preview
+page): :meth:`Importer.plan` decides every actor's outcome with a handful of batched reads (links, records, duplicate
+candidates, parent links, as plain rows; each ERP value converted through its field's prepared conversions,
+``portal.services.import_convert``), what happens to a match, list values without a list mapping and persons under
+their company; :meth:`Importer.apply` writes a batch (``portal.services.import_write``); the importer counts what
+happened for the run's report.
 
-The wizard's state is an :class:`ImportRequest` (plain JSON, see ``to_options``); the web layer carries it signed
-between steps and stores it in ``SyncRun.options`` when the import starts. An import *is* a ``SyncRun`` of kind
-``import``: the partial unique index on ``sync_run`` allows one queued-or-running run per connection, so the run
-row is the connection's run lock and the sync engine cannot work on the connection while the import runs (and
-vice versa). Automatic sync does not need to be turned off.
-
-Execution (:func:`execute_import`), in batches of ``BATCH_SIZE`` actors:
-
-1. resolve the selection (the chosen keys, or the search re-run server-side for "all results");
-2. per batch: ``GetActors`` (no database transaction open) → :meth:`Importer.plan` (a few batched reads:
-   links, records, duplicate candidates, parent links, as plain rows; each ERP value converted through its field's
-   prepared conversions, ``portal.services.import_convert``) → :meth:`Importer.apply` (records, links, list items,
-   ``SyncChange`` rows, in bulk: ``portal.services.import_write``; progress) → one commit. A record and its link
-   are always committed together;
-3. for companies "with their persons": the persons of the imported companies are found with
-   ``SearchActorsAdvanced(ParentErpKey oneof …)`` (or ``SearchActorByParent`` when a connector does not support
-   that) and imported the same way, after the companies, so they land under their company.
-
-A connector failure stops the run: what was committed stays (records and their links), the remaining actors are
-reported, and running the import again completes it: linked actors are found through their link and updated,
-never duplicated.
+Around it: the wizard's state and settings (``import_settings``), the search (``import_search``), the rules
+(``import_rules``), what a plan is made of (``import_plan``), a person's company and duplicate matching
+(``import_match``), the preview (``import_preview``), starting and executing a run (``import_run``) and undoing it
+(``import_undo``).
 
 Link base (the merge's "agreed" values): a mapped field where the CRM now holds the ERP's value gets that value.
 A field where the two sides still differ (not written by the import: one-way CRM → ERP, "merge" kept the CRM's
@@ -35,90 +21,34 @@ that was already linked, a differing field keeps its previous base (a pending CR
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, select
 
-from portal.connectors.client import ConnectorClient, ConnectorError
-from portal.database import utcnow
+from portal.connectors.client import ConnectorClient
 from portal.extensions import db
 from portal.models import (
     ACTOR_CRM_TYPE,
-    CRM_MODELS,
     ActorType,
-    ActorTypeConfig,
-    Company,
     Connection,
     CrmFieldType,
     CrmType,
     FieldType,
     Link,
     ListItem,
-    RunKind,
-    RunStatus,
-    SyncChange,
-    SyncRun,
-    User,
     crm_field,
     crm_fields,
 )
+from portal.services import import_match, import_write
 from portal.services import import_rules as rules
-from portal.services import import_write
-from portal.services.connectors import client_for
-from portal.services.crm import Paging
 from portal.services.crm_rules import MISSING, ListItemInfo, storable_text, value_problem
-from portal.services.import_convert import FieldConverter, base_plan, converters
-
-# Public names of the split-out modules, importable from here as before.
-from portal.services.import_rules import (  # noqa: F401
-    CONTACT_INFO_CHOICES,
-    CONTACT_INFO_KINDS,
-    ID_SOURCE_CHOICES,
-    MATCH_ATTRS,
-    MATCH_CHOICES,
-    PHONE_ATTRS,
-    NewCompany,
-)
-from portal.services.import_search import (  # noqa: F401
-    OPERATOR_LABELS,
-    Criterion,
-    SearchField,
-    SearchResult,
-    build_restrictions,
-    field_list_items,
-    resolve_list_texts,
-    result_fields,
-    search,
-    search_fields,
-)
-from portal.services.import_settings import (  # noqa: F401
-    ACTION_CHOICES,
-    COMPANY_TYPES,
-    LIST_POLICY_CHOICES,
-    PERSON_POLICY_CHOICES,
-    ImportProblem,
-    ImportRequest,
-    ImportSettings,
-    check_settings,
-    company_name_choices,
-    get_import_connection,
-    get_import_type,
-    id_field_choices,
-    import_connections,
-    importable_types,
-    involved_configs,
-    persons_config,
-    settings_summary,
-)
-from portal.services.import_write import RULE_NEW, RULE_UPDATED, NewListItem
-from portal.services.sync import runs
-from portal.services.sync.fieldmap import MappedField, mapped_fields
+from portal.services.import_plan import LINK_COLUMNS, Planned, Refused, TypeSpec, type_spec
+from portal.services.import_rules import NewCompany
+from portal.services.import_settings import ImportRequest
+from portal.services.import_write import NewListItem
+from portal.services.sync.fieldmap import MappedField
 from portal.services.values import (
     ConversionError,
     UnmappedListItem,
@@ -128,150 +58,10 @@ from portal.services.values import (
     same_value,
 )
 
-log = logging.getLogger(__name__)
-
-BATCH_SIZE = 200  # actors per GetActors call and per database transaction
-PARENT_CHUNK = 500  # company keys per SearchActorsAdvanced(ParentErpKey oneof …)
-MAX_EXPLICIT_KEYS = 2000  # rows ticked one by one; beyond that use "all results"
 MAX_REPORTED = 200  # row problems kept in SyncRun.counts (all of them are in the sync log)
 MAX_LIST_NAME = 120
 MAX_REMEMBERED = 50_000  # texts of new records whose check is remembered (_refuse), per run
 _TEXT_TYPES = frozenset({CrmFieldType.TEXT, CrmFieldType.LONGTEXT})
-# What the import reads of an actor's existing link (import_write updates it by id).
-LINK_COLUMNS = ("id", "crm_type", "crm_id", "erp_key", "base", "erp_last_modified")
-
-OUTCOME_LABELS = {"new": "New", "update": "Update", "unchanged": "Unchanged", "skip": "Skip", "error": "Error"}
-
-
-# -------------------------------------------------------------------------------------------- type specs
-
-
-@dataclass
-class TypeSpec:
-    """One ERP actor type on the connection, as the import needs it (plain data, safe across commits)."""
-
-    actor_type: str
-    crm_type: str
-    fields: list[MappedField]  # the mappings with a direction: what the link base covers
-    write: list[MappedField]  # the mappings ERP -> CRM: what the import writes
-    field_keys: list[str]  # GetActors FieldKeys
-    erp_fields: dict[str, tuple[int, str, str]]  # field key -> (ErpField id, display name, list name)
-    convert: dict[str, FieldConverter] = field(default_factory=dict)  # erp key -> its conversions (import_convert)
-
-    @property
-    def model(self):
-        return CRM_MODELS[self.crm_type]
-
-    @functools.cached_property
-    def write_by_crm(self) -> dict[str, MappedField]:
-        return {f.crm_key: f for f in self.write}
-
-    @functools.cached_property
-    def erp_key_by_crm(self) -> dict[str, str]:
-        return {f.crm_key: f.erp_key for f in self.write}
-
-    @functools.cached_property
-    def converting(self) -> list[tuple[MappedField, FieldConverter]]:
-        return [(f, self.convert[f.erp_key]) for f in self.fields]
-
-    @functools.cached_property
-    def base_plan(self) -> list[tuple]:
-        return base_plan(self.fields, self.convert, {key: ids[0] for key, ids in self.erp_fields.items()})
-
-
-def type_spec(config: ActorTypeConfig) -> TypeSpec:
-    fields = []
-    for f in mapped_fields(config):
-        if f.to_crm or f.to_erp:
-            # A private, mutable copy of the list map: items mapped during this import are added to it.
-            fields.append(dataclasses.replace(f, list_map=dict(f.list_map)))
-    write = [f for f in fields if f.to_crm]
-    erp_fields = {f.field_key: (f.id, f.display_name or f.field_key, f.list_name or "") for f in config.fields}
-    return TypeSpec(config.erp_actor_type, config.crm_type, fields, write, [f.erp_key for f in fields], erp_fields,
-                    converters(fields))
-
-
-# ------------------------------------------------------------------------------------------------- planning
-
-
-@dataclass(frozen=True)
-class Refused:
-    """An ERP value the CRM cannot hold: not written (blank on a new record, unchanged on an existing one)."""
-
-    erp_key: str
-    crm_key: str
-    reason: str  # 'E-mail: "post10@erp" is not a valid e-mail address'
-    message: str  # the reason + "(left blank)" / "(left unchanged)"
-    erp_text: str | None  # the ERP value, for the sync log
-    crm_text: str | None  # what the CRM keeps (None on a new record)
-
-
-@dataclass
-class Planned:
-    """The outcome for one actor, and what would be written."""
-
-    spec: TypeSpec
-    actor: dict
-    outcome: str = "new"
-    reason: str = ""
-    record: rules.Row | None = None  # the existing CRM record (linked or matched), as a plain row
-    link: rules.Row | None = None  # the existing link (LINK_COLUMNS of it)
-    matched: bool = False  # an existing, unlinked CRM record was found by the duplicate rule
-    erp_values: dict = field(default_factory=dict)  # normalized ERP values (the base's source)
-    values: dict = field(default_factory=dict)  # crm attribute -> value to set (may hold NewListItem)
-    changes: list[tuple[str, object, object]] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (erp field key or "", message)
-    notes: list[str] = field(default_factory=list)
-    # values the CRM cannot hold (portal.services.crm_rules), left out of the write and reported
-    refused: list[Refused] = field(default_factory=list)
-    new_mappings: list[tuple[int, str, str, NewListItem | int]] = field(default_factory=list)
-    company: tuple[int | None, str] | None = None  # persons: (CRM company id or None if new, its name)
-    excluded: bool = False
-    stale_link: rules.Row | None = None  # the actor's link to a CRM record that no longer exists (reused)
-    company_name: str = ""  # persons without a parent: the company name the ERP gives (company_from_name)
-    parent_base: str | None = None  # the ERP key of that company's link, when it has one (the link's parent)
-    sources: dict = field(default_factory=dict)  # CRM field written from another field's ERP value -> ERP key
-
-    @property
-    def key(self) -> str:
-        return self.actor["ErpKey"]
-
-    @property
-    def actor_type(self) -> str:
-        return self.spec.actor_type
-
-    @property
-    def crm_type(self) -> str:
-        return self.spec.crm_type
-
-    @property
-    def name(self) -> str:
-        return actor_name(self.crm_type, self.values, self.record) or self.key
-
-    @property
-    def writes(self) -> bool:
-        return self.outcome in ("new", "update", "unchanged") and not self.excluded
-
-    @property
-    def outcome_label(self) -> str:
-        return OUTCOME_LABELS.get(self.outcome, self.outcome)
-
-
-def actor_name(crm_type: str, values: Mapping, record=None) -> str:
-    def get(attr):
-        if attr in values and isinstance(values[attr], str):
-            return values[attr]
-        return getattr(record, attr, "") or "" if record is not None else ""
-
-    if crm_type == CrmType.CONTACT:
-        return " ".join(p for p in (get("first_name"), get("middle_name"), get("last_name")) if p)
-    return get("name")
-
-
-_norm_text = rules.norm_text
-_norm_phone = rules.norm_phone
-_norm = rules.norm
-_sql_key = rules.sql_key
 
 
 class Importer:
@@ -424,7 +214,7 @@ class Importer:
         linked_ids = [link.crm_id for link in links.values() if link.crm_type == crm_type]
         records = {r.id: r for r in rules.read_rows(model.__table__, model.id.in_(linked_ids), crm_type)} \
             if linked_ids else {}
-        parents = self._parent_companies(planned) if crm_type == CrmType.CONTACT else {}
+        parents = import_match.parent_companies(self, planned) if crm_type == CrmType.CONTACT else {}
 
         for p in planned:
             p.excluded = self.request.is_excluded(spec.actor_type, p.key)
@@ -438,139 +228,14 @@ class Importer:
                 else:
                     p.link, p.record = link, record
             if crm_type == CrmType.CONTACT:
-                self._resolve_parent(p, parents, pending_parents)
+                import_match.resolve_parent(self, p, parents, pending_parents)
         if crm_type == CrmType.CONTACT and self.settings.company_from_name:
-            self._companies_from_names(planned)
-        self._match(spec, [p for p in planned if p.record is None and p.outcome not in ("skip", "error")
-                           and not p.errors])
+            import_match.companies_from_names(self, planned)
+        import_match.find_duplicates(self, spec, [p for p in planned if p.record is None
+                                                   and p.outcome not in ("skip", "error") and not p.errors])
         for p in planned:
             self._decide(p)
         return planned
-
-    def _parent_companies(self, planned: Sequence[Planned]) -> dict[tuple[str, str], tuple[int, str]]:
-        wanted = {(p.actor.get("ParentActorType") or "", p.actor.get("ParentErpKey") or "") for p in planned}
-        keys = sorted({key for _t, key in wanted if key})
-        if not keys:
-            return {}
-        rows = db.session.connection().execute(  # Core: plain tuples, no ORM result machinery
-            select(Link.erp_actor_type, Link.erp_key, Link.crm_id, Company.name)
-            .join(Company, Company.id == Link.crm_id)
-            .where(Link.connection_id == self.connection_id, Link.crm_type == CrmType.COMPANY,
-                   Link.erp_key.in_(keys))).all()
-        return {(t, k): (crm_id, name) for t, k, crm_id, name in rows}
-
-    def _resolve_parent(self, p: Planned, parents: Mapping, pending_parents: Mapping | None) -> None:
-        """A person's CRM company: its parent's link; in a preview also a company imported in the same run.
-        Only a found company is written (company_id); otherwise the person policy decides."""
-        parent_type = p.actor.get("ParentActorType") or ""
-        parent_key = p.actor.get("ParentErpKey") or ""
-        policy = self.settings.person_policy
-        if not parent_key:
-            if self.settings.company_from_name:
-                p.company_name = rules.company_name_of(p.actor, self.settings.company_name_field)
-                if p.company_name:
-                    return  # _companies_from_names finds or creates it
-            if policy == "skip":
-                p.outcome, p.reason = "skip", "it has no company in the ERP"
-            return
-        found = _by_parent(parents, parent_type, parent_key)
-        if found is not None:
-            p.company = found
-            p.values["company_id"] = found[0]
-            return
-        pending = _by_parent(pending_parents or {}, parent_type, parent_key)
-        if pending is not None:  # preview: the company is imported in the same run
-            p.company = pending
-            if pending[0] is not None:
-                p.values["company_id"] = pending[0]
-            else:
-                p.notes.append(f"under the new company {pending[1]}")
-            return
-        where = f"{parent_type} {parent_key}".strip()
-        if policy == "no_company":
-            p.notes.append(f"its company ({where}) is not in the CRM: imported without a company")
-            return
-        if policy == "import_company" and self.dry_run and parent_type in self.specs:
-            p.company = (None, where)
-            p.notes.append(f"its company ({where}) is imported too")
-            return
-        p.outcome = "skip"
-        p.reason = (f"its company ({where}) is not in the CRM" if policy == "skip"
-                    else f"its company ({where}) could not be imported")
-
-    def _companies_from_names(self, planned: Sequence[Planned]) -> None:
-        """Persons without a parent: the CRM company of their company name, found (by the company duplicate
-        rule's name, unless it is "none" or the action "add anyway") or created once per name, with one query for
-        the batch. A contact that already has a company keeps it."""
-        wanted = [p for p in planned if p.company_name and not p.errors and p.outcome not in ("skip", "error")
-                  and (p.record is None or p.record.company_id is None)]
-        if not wanted:
-            return
-        match = self.settings.company_match != "none" and self.settings.company_action != "add"
-        resolved = rules.resolve_companies_by_name([p.company_name for p in wanted], match=match,
-                                                   known=self.name_companies, pending={})
-        found_ids = sorted({cid for cid, _n, _o in resolved.values() if cid is not None})
-        company_links = dict(db.session.execute(select(Link.crm_id, Link.erp_key).where(
-            Link.connection_id == self.connection_id, Link.crm_type == CrmType.COMPANY,
-            Link.crm_id.in_(found_ids))).all()) if found_ids else {}
-        for p in wanted:
-            found = resolved.get(rules.norm_text(p.company_name))
-            if found is None:
-                p.notes.append(f"its company name {p.company_name!r} cannot be stored: imported without a company")
-                continue
-            company_id, name, new = found
-            p.company = (company_id, name)
-            if new is None:
-                p.values["company_id"] = company_id
-                p.parent_base = company_links.get(company_id)
-                p.notes.append(f"under the existing company {name} (found by its company name)")
-            else:
-                p.values["company_id"] = new
-                p.notes.append(f"creates the company {name} from its company name")
-
-    def _match(self, spec: TypeSpec, candidates: list[Planned]) -> None:
-        """Find an existing, unlinked CRM record for each actor by the duplicate rule (one query per batch)."""
-        crm_type = spec.crm_type
-        rule = self.settings.match(crm_type)
-        action = self.settings.action(crm_type)
-        if rule == "none" or action == "add" or not candidates:
-            return
-        id_label = ""
-        if rule == "id":
-            if self.settings.id_source(crm_type) != "field":
-                return  # the ERP key: only the actor's link identifies its record (plan() found it)
-            erp_key = self.settings.id_field(crm_type)
-            crm_key = rules.id_crm_key(spec, erp_key)
-            if crm_key is None:
-                return  # not mapped to a CRM number on this actor type: nothing to compare
-            attrs: tuple[str, ...] = (crm_key,)
-            probes = rules.id_probes(candidates, erp_key)
-            crm_spec = crm_field(crm_type, crm_key)
-            id_label = f"{spec.erp_fields.get(erp_key, (0, erp_key))[1]} = {crm_spec.label if crm_spec else crm_key}"
-        else:
-            attrs = MATCH_ATTRS[crm_type][rule]
-            probes = rules.value_probes(candidates, attrs)
-        index = rules.find_matches(spec.model, crm_type, attrs, probes, self.connection_id)
-        for p in candidates:
-            probe = probes.get(id(p))
-            if probe is None:
-                continue
-            found = index.get(probe.values, [])
-            if rule == "id":
-                pass  # an identity is not looked for under the person's company only
-            elif crm_type == CrmType.CONTACT and p.company is not None and p.company[0] is not None:
-                found = [r for r in found if r.company_id == p.company[0]]
-            elif crm_type == CrmType.CONTACT and p.company is not None:
-                found = []  # under a company that is new in this import: nothing can match
-            found = [r for r in found if (crm_type, r.id) not in self.claimed]
-            if found:
-                p.record, p.matched = found[0], True
-                if id_label:
-                    p.notes.append(f"found by ID: {id_label} ({probe.raw})")
-                if len(found) > 1:
-                    p.notes.append(f"{len(found)} records match; the oldest is used")
-                if action != "skip":
-                    self.claimed.add((crm_type, found[0].id))
 
     def _decide(self, p: Planned) -> None:
         crm_type = p.crm_type
@@ -842,7 +507,6 @@ class Importer:
         }
 
 
-
 def _empty_value(crm_type: str, key: str):
     """What a new record holds in a field left empty: '' for text, False for a checkbox (never blank), else None."""
     spec = crm_field(crm_type, key)
@@ -852,12 +516,6 @@ def _empty_value(crm_type: str, key: str):
         return ""
     return False if spec.type == CrmFieldType.CHECKBOX else None
 
-
-def _by_parent(parents: Mapping, parent_type: str, parent_key: str):
-    found = parents.get((parent_type, parent_key))
-    if found is None and not parent_type:
-        found = next((v for (_t, k), v in parents.items() if k == parent_key), None)
-    return found
 
 
 def _record_name(record) -> str:
@@ -889,483 +547,3 @@ def _required_problem(crm_type: str, values: Mapping, record) -> str:
             return f"{spec.label} is blank, and a {crm_type} needs one."
     return ""
 
-
-# -------------------------------------------------------------------------------------------------- preview
-
-
-@dataclass
-class PreviewRow:
-    planned: Planned
-    fields: list[tuple[str, str, str]]
-    children: list[PreviewRow] = field(default_factory=list)
-
-
-@dataclass
-class PreviewPage(Paging):
-    rows: list[PreviewRow]
-    total: int
-    page: int
-    per_page: int
-    missing: list[str]
-    notes: list[str]
-    counts: Counter
-
-
-def selected_keys(connection: Connection, request: ImportRequest, client: ConnectorClient) -> list[str]:
-    """The actors to import: the chosen keys, or every result of the search (re-run now). Excluded keys stay in
-    the list (the preview shows them unticked). Call with no transaction open."""
-    if request.all_results:
-        config = connection.actor_type(request.actor_type)
-        columns = result_fields(config) if config is not None else []
-        probe = [columns[0].field_key] if columns else list((config.searchable_fields if config else [])[:1])
-        guid = connection.guid
-        db.session.commit()
-        actors = client.search_actors_advanced(guid, request.actor_type, request.restrictions, probe)
-        keys = [a["ErpKey"] for a in actors]
-    else:
-        keys = list(request.keys)
-    return list(dict.fromkeys(k for k in keys if isinstance(k, str) and k))
-
-
-def preview(connection: Connection, request: ImportRequest, page: int = 1, per_page: int = 25) -> PreviewPage:
-    """The outcome of one page of the selection (and, with "include persons", of their persons). Raises
-    ConnectorError. Reads only."""
-    client = client_for(connection.connector)
-    try:
-        importer = Importer(connection, request, dry_run=True, client=client)
-        spec = importer.spec_for(request.actor_type)
-        if spec is None:
-            raise ImportProblem("This actor type cannot be imported from this connection any more.")
-        check_settings(connection, request)
-        db.session.commit()
-        importer.fetch_list_texts(client)
-        keys = selected_keys(connection, request, client)
-        total = len(keys)
-        page = max(1, min(page, max(1, -(-total // per_page))))
-        page_keys = keys[(page - 1) * per_page: page * per_page]
-        db.session.commit()
-        actors = client.get_actors(importer.guid, request.actor_type, page_keys, spec.field_keys) if page_keys \
-            else []
-        found = {a["ErpKey"] for a in actors}
-        missing = [k for k in page_keys if k not in found]
-        order = {k: i for i, k in enumerate(page_keys)}
-        actors.sort(key=lambda a: order.get(a["ErpKey"], 0))
-        pending_items: dict = {}
-        planned = importer.plan(spec, actors, pending_items=pending_items)
-        rows = [PreviewRow(p, importer.describe(p)) for p in planned]
-        notes: list[str] = []
-        person_spec = importer.spec_for(ActorType.PERSON)
-        if spec.crm_type == CrmType.COMPANY and request.settings.include_persons and person_spec is not None:
-            parent_keys = [p.key for p in planned if not p.excluded]
-            db.session.commit()
-            persons = find_persons(client, importer.guid, request.actor_type, parent_keys, person_spec.field_keys)
-            pending = {}
-            for p in planned:
-                if p.writes and not p.excluded:
-                    pending[(p.actor_type, p.key)] = (getattr(p.record, "id", None), p.name)
-            planned_persons = importer.plan(person_spec, persons, pending_parents=pending,
-                                            pending_items=pending_items)
-            by_parent: dict[str, list[PreviewRow]] = {}
-            for child in planned_persons:
-                by_parent.setdefault(child.actor.get("ParentErpKey") or "", []).append(
-                    PreviewRow(child, importer.describe(child)))
-            for row in rows:
-                row.children = by_parent.get(row.planned.key, [])
-        counts: Counter = Counter()
-        for row in rows:
-            for item in [row, *row.children]:
-                if not item.planned.excluded:
-                    counts[item.planned.outcome] += 1
-        if missing:
-            notes.append(f"{len(missing)} selected actor(s) are no longer in the ERP.")
-        return PreviewPage(rows, total, page, per_page, missing, notes, counts)
-    finally:
-        client.close()
-        db.session.rollback()  # a preview never writes
-
-
-def find_persons(client: ConnectorClient, guid: str, parent_type: str, parent_keys: Sequence[str],
-                 field_keys: Sequence[str]) -> list[dict]:
-    """The persons of these companies: SearchActorsAdvanced(ParentErpKey oneof …) in chunks, or
-    SearchActorByParent per company for connectors that refuse that restriction."""
-    by_parent = False  # the connector refused ParentErpKey oneof: ask per company from then on
-    result: list[dict] = []
-    keys = list(dict.fromkeys(parent_keys))
-    for start in range(0, len(keys), PARENT_CHUNK):
-        chunk = keys[start:start + PARENT_CHUNK]
-        wanted = set(chunk)
-        if not by_parent:
-            try:
-                found = client.search_actors_advanced(
-                    guid, ActorType.PERSON,
-                    [{"FieldKey": "ParentErpKey", "Operator": "oneof", "Values": chunk}], list(field_keys))
-                result.extend(a for a in found if a.get("ParentErpKey") in wanted
-                              and (a.get("ParentActorType") or parent_type) == parent_type)
-                continue
-            except ConnectorError as exc:
-                if exc.transient:
-                    raise
-                log.info("connector refused ParentErpKey oneof (%s); searching persons per company", exc.error_code)
-                by_parent = True
-        for key in chunk:
-            result.extend(client.search_actor_by_parent(guid, ActorType.PERSON, "", parent_type, key,
-                                                        list(field_keys)))
-    return list({a["ErpKey"]: a for a in result}.values())
-
-
-# ------------------------------------------------------------------------------------------------- the run
-
-
-class RunBusy(ImportProblem):
-    """Another run (a sync or an import) holds the connection's run lock."""
-
-    def __init__(self, run: SyncRun):
-        super().__init__(runs.describe_busy(run))
-        self.run = run
-
-
-def start_import(connection: Connection, request: ImportRequest, *, actor: User | None = None,
-                 request_id: str = "", ip: str = "") -> SyncRun:
-    """Queue the import (taking the connection's run lock) and hand it to the background worker.
-    Raises RunBusy when a sync or another import is active on the connection."""
-    from portal.services import audit
-
-    if not request.all_results and not request.keys:
-        raise ImportProblem("Select at least one actor to import.")
-    if len(request.keys) > MAX_EXPLICIT_KEYS:
-        raise ImportProblem(f"Tick at most {MAX_EXPLICIT_KEYS} rows, or select all results.")
-    request.settings.validate()
-    check_settings(connection, request)
-    options = request.to_options()
-    try:
-        run, created = runs.request_run(connection.id, kind=RunKind.IMPORT, trigger="manual", requested_by=actor,
-                                        options=options)
-    except runs.RunError as exc:
-        raise ImportProblem(str(exc)) from exc
-    if not created:
-        raise RunBusy(run)
-    audit.record("import.start", connection, after={"run": run.id, "actor_type": request.actor_type,
-                                                    "selection": "all results" if request.all_results
-                                                    else f"{len(request.keys)} actor(s)",
-                                                    "excluded": len(request.excluded),
-                                                    "settings": request.settings.to_dict()},
-                 actor=actor, request_id=request_id, ip=ip)
-    db.session.commit()
-    submit(run.id)
-    return run
-
-
-def submit(run_id: int) -> bool:
-    """Give the run to the scheduler of this process (jobs.tasks.run_cycle → engine.execute_run → execute_import);
-    without one, the dispatcher sweep picks the queued run up."""
-    return runs.submit([run_id])
-
-
-def rerun(run: SyncRun, *, actor: User | None = None, request_id: str = "", ip: str = "") -> SyncRun:
-    """Run a finished import again with the same options (safe: linked actors are updated, never duplicated)."""
-    request = ImportRequest.from_options(run.options)
-    connection = get_import_connection(run.connection_id, actor)
-    get_import_type(connection, request.actor_type)
-    return start_import(connection, request, actor=actor, request_id=request_id, ip=ip)
-
-
-class _RunState:
-    """Progress and counts of the running import, written with each batch (same transaction)."""
-
-    def __init__(self, run_id: int, importer: Importer):
-        self.run_id = run_id
-        self.importer = importer
-
-    def write(self, message: str | None = None) -> None:
-        """Progress + heartbeat, in the batch's transaction; raises RunAbandoned when the reaper gave the run up
-        (the batch is then rolled back: nothing is written by a run that no longer holds the lock)."""
-        imp = self.importer
-        values = dict(progress_done=imp.done, progress_total=max(imp.total, imp.done), heartbeat_at=utcnow(),
-                      counts=imp.counts_json())
-        if message is not None:
-            values["message"] = message
-        result = db.session.execute(update(SyncRun).where(SyncRun.id == self.run_id,
-                                                          SyncRun.status == RunStatus.RUNNING).values(**values)
-                                    .execution_options(synchronize_session=False))
-        if result.rowcount != 1:
-            raise RunAbandoned()
-
-
-class RunAbandoned(Exception):
-    """The run is no longer 'running' (the reaper failed it): stop without writing more."""
-
-
-def execute_import(run_id: int) -> str | None:
-    """Run a queued import (the background job's entry point; engine.execute_run hands kind 'import' runs here).
-    Returns the final status, or None when the run could not be claimed (gone, taken or finished)."""
-    run = db.session.get(SyncRun, run_id)
-    if run is None or run.kind != RunKind.IMPORT:
-        db.session.rollback()
-        return None
-    db.session.commit()
-    if not runs.claim(run_id):
-        return None
-    run = db.session.get(SyncRun, run_id)
-    connection = db.session.get(Connection, run.connection_id)
-    try:
-        request = ImportRequest.from_options(run.options or {})
-        if connection is None or connection.deleted:
-            raise ImportProblem("The connection no longer exists.")
-    except (ImportProblem, KeyError, ValueError, TypeError) as exc:
-        _finish(run_id, RunStatus.FAILED, f"The import could not start: {exc}", {}, error=str(exc))
-        return RunStatus.FAILED
-    client = client_for(connection.connector)
-    importer = Importer(connection, request, run_id=run_id, user_id=run.requested_by_id, client=client)
-    state = _RunState(run_id, importer)
-    remaining: list[str] = []
-    persons_pending = False
-    error_message = ""
-    try:
-        spec = importer.spec_for(request.actor_type)
-        if spec is None:
-            raise ImportProblem(f"{request.actor_type} actors are no longer set up to sync to the CRM.")
-        check_settings(connection, request)
-        db.session.commit()
-        importer.fetch_list_texts(client)
-        keys = [k for k in selected_keys(connection, request, client)
-                if not request.is_excluded(request.actor_type, k)]
-        importer.total = len(keys)
-        state.write(f"Importing {len(keys)} {request.actor_type} actor(s)")
-        db.session.commit()
-        remaining = list(keys)
-        if spec.crm_type == CrmType.CONTACT:
-            _import_persons(importer, state, spec, keys, remaining)
-        else:
-            _import_batches(importer, state, spec, keys, remaining)
-            person_spec = importer.spec_for(ActorType.PERSON)
-            if spec.crm_type == CrmType.COMPANY and request.settings.include_persons and person_spec is not None:
-                persons_pending = True
-                db.session.commit()
-                persons = find_persons(client, importer.guid, request.actor_type, keys, person_spec.field_keys[:1])
-                person_keys = [a["ErpKey"] for a in persons
-                               if not request.is_excluded(ActorType.PERSON, a["ErpKey"])]
-                importer.total += len(person_keys)
-                remaining = list(person_keys)
-                state.write(f"Importing {len(person_keys)} person(s) of the imported companies")
-                db.session.commit()
-                _import_batches(importer, state, person_spec, person_keys, remaining)
-                persons_pending = False
-    except ConnectorError as exc:
-        db.session.rollback()
-        error_message = f"The connector failed: {exc.user_message}"
-        log.warning("import run %s stopped: %s (%s)", run_id, exc.user_message, exc.tech_message)
-    except ImportProblem as exc:
-        db.session.rollback()
-        error_message = exc.message
-    except RunAbandoned:
-        db.session.rollback()
-        log.warning("import run %s was given up by the reaper; stopping", run_id)
-        return RunStatus.FAILED
-    except Exception:
-        db.session.rollback()
-        log.exception("import run %s failed", run_id)
-        error_message = "The import failed unexpectedly; the error has been logged."
-    finally:
-        client.close()
-    counts = importer.counts_json()
-    counts["remaining"] = len(remaining) if error_message else 0
-    counts["remaining_keys"] = remaining[:50] if error_message else []
-    if client.warnings:
-        counts["warnings"] = sorted({text for _m, text in client.warnings})[:5]
-    written = counts["new"] + counts["updated"] + counts["unchanged"]
-    if error_message:
-        status = RunStatus.PARTIAL if (written or importer.done) else RunStatus.FAILED
-        message = error_message
-        if remaining or persons_pending:
-            what = f"{len(remaining)} actor(s) were" if remaining else "The persons of the companies were"
-            message += (f" {what} not imported; run the import again to complete it (what was imported is "
-                        "linked and will be updated, not duplicated).")
-    elif counts["errors"] or counts["values_refused_count"]:
-        status = RunStatus.PARTIAL
-        parts = [f"{counts['errors']} row error(s)"] if counts["errors"] else []
-        if counts["values_refused_count"]:
-            parts.append(f"{counts['values_refused_count']} ERP value(s) the CRM cannot hold left out of "
-                         f"{counts['values_refused_records']} record(s) (see the sync log)")
-        message = f"Imported with {' and '.join(parts)}."
-    else:
-        status = RunStatus.SUCCEEDED
-        message = "Import finished."
-    message += (f" {counts['new']} new, {counts['updated']} updated, {counts['unchanged']} unchanged, "
-                f"{counts['skipped']} skipped.")
-    _finish(run_id, status, message, counts, done=importer.done, total=max(importer.total, importer.done),
-            error=error_message, seconds=client.seconds)
-    if counts["new"] >= ANALYZE_AFTER_NEW:
-        refresh_statistics()
-    return status
-
-
-ANALYZE_AFTER_NEW = 1000  # new records from which an import refreshes PostgreSQL's planner statistics
-
-
-def refresh_statistics() -> None:
-    """PostgreSQL: ANALYZE the tables a large import filled. Until autovacuum gets to them (up to a minute or
-    more), the planner takes just-filled tables for nearly empty and a sync right after the import walks every
-    link for each batch — measured: 385 ms instead of 0.2 ms a batch SELECT at 10,000 links. SQLite: nothing."""
-    if db.engine.dialect.name != "postgresql":
-        return
-    try:
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE link, company, contact, project, sync_change")
-            conn.commit()
-    except Exception:  # statistics are an optimisation: autovacuum gathers them anyway
-        log.exception("could not refresh the planner statistics after an import")
-
-
-def _finish(run_id: int, status: str, message: str, counts: dict, *, done: int | None = None,
-            total: int | None = None, error: str = "", seconds: float | None = None) -> None:
-    runs.finish(run_id, status, message=message, error=error, counts=counts, connector_seconds=seconds,
-                progress_done=done, progress_total=total)
-
-
-def _import_batches(importer: Importer, state: _RunState, spec: TypeSpec, keys: Sequence[str],
-                    remaining: list[str]) -> None:
-    client, guid = importer.client, importer.guid
-    for start in range(0, len(keys), BATCH_SIZE):
-        batch = list(keys[start:start + BATCH_SIZE])
-        db.session.commit()  # nothing open while the connector works
-        actors = client.get_actors(guid, spec.actor_type, batch, spec.field_keys)
-        _write_batch(importer, state, spec, batch, actors)
-        del remaining[:len(batch)]
-
-
-def _import_persons(importer: Importer, state: _RunState, spec: TypeSpec, keys: Sequence[str],
-                    remaining: list[str]) -> None:
-    """Persons chosen directly: per batch, their companies that are not linked yet are imported first (policy
-    "import_company"), then the persons, under them."""
-    client, guid = importer.client, importer.guid
-    for start in range(0, len(keys), BATCH_SIZE):
-        batch = list(keys[start:start + BATCH_SIZE])
-        db.session.commit()
-        actors = client.get_actors(guid, spec.actor_type, batch, spec.field_keys)
-        if importer.settings.person_policy == "import_company":
-            wanted = {(a.get("ParentActorType") or "", a.get("ParentErpKey") or "") for a in actors}
-            wanted = {(t, k) for t, k in wanted if k and t in importer.specs
-                      and importer.specs[t].crm_type == CrmType.COMPANY}
-            linked = set()
-            if wanted:
-                linked = {(t, k) for t, k in db.session.execute(select(Link.erp_actor_type, Link.erp_key).where(
-                    Link.connection_id == importer.connection_id, Link.crm_type == CrmType.COMPANY,
-                    Link.erp_key.in_(sorted({k for _t, k in wanted})))).all()}
-            missing = sorted(wanted - linked)
-            for parent_type in sorted({t for t, _k in missing}):
-                parent_spec = importer.specs[parent_type]
-                parent_keys = [k for t, k in missing if t == parent_type]
-                db.session.commit()
-                companies = client.get_actors(guid, parent_type, parent_keys, parent_spec.field_keys)
-                _write_batch(importer, state, parent_spec, [], companies)
-        _write_batch(importer, state, spec, batch, actors)
-        del remaining[:len(batch)]
-
-
-def _write_batch(importer: Importer, state: _RunState, spec: TypeSpec, batch: Sequence[str],
-                 actors: list[dict]) -> None:
-    """Plan and write one batch in one transaction. When another writer took a link or list item meanwhile (a
-    unique index says no), plan again once, then fall back to one actor per transaction."""
-    found = {a["ErpKey"] for a in actors}
-    missing = [k for k in batch if k not in found]
-    written = False
-    for attempt in (1, 2):
-        planned: list[Planned] = []
-        try:
-            planned = importer.plan(spec, actors)
-            importer.apply(planned)
-        except IntegrityError:
-            db.session.rollback()
-            importer.release(planned)
-            importer._load_crm_lists()
-            log.info("import batch of %d %s met a concurrent change (attempt %d)", len(actors), spec.actor_type,
-                     attempt)
-            continue
-        importer.count(planned)
-        _batch_done(importer, state, spec, batch, missing)
-        importer.after_commit(planned)
-        written = True
-        break
-    if written:
-        return
-    for actor in actors:
-        planned = []
-        try:
-            planned = importer.plan(spec, [actor])
-            importer.apply(planned)
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            importer.release(planned)
-            importer.counts[spec.crm_type]["error"] += 1
-            importer.report(spec.actor_type, actor["ErpKey"], actor["ErpKey"],
-                            "It was linked or changed by someone else during the import; run the import again.")
-        else:
-            importer.count(planned)
-            importer.after_commit(planned)
-    _batch_done(importer, state, spec, batch, missing)
-
-
-def _batch_done(importer: Importer, state: _RunState, spec: TypeSpec, batch: Sequence[str],
-                missing: Sequence[str]) -> None:
-    """Count the batch's actors the ERP no longer has, move the progress on and commit."""
-    _report_missing(importer, spec, missing)
-    importer.done += len(batch)
-    state.write()
-    db.session.commit()
-
-
-def _report_missing(importer: Importer, spec: TypeSpec, missing: Sequence[str]) -> None:
-    for key in missing:
-        importer.counts[spec.crm_type]["skip"] += 1
-        importer.skip_reasons["no longer in the ERP"] += 1
-        importer.report(spec.actor_type, key, key, "It is no longer in the ERP.")
-
-
-# --------------------------------------------------------------------------------------------- done page
-
-
-@dataclass
-class RecordRef:
-    crm_type: str
-    id: int
-    name: str
-
-
-def run_records(run: SyncRun, which: str, page: int = 1, per_page: int = 50) -> tuple[list[RecordRef], int]:
-    """The records an import created (``which='new'``) or updated (``'updated'``), paged, from the sync log."""
-    rule = RULE_NEW if which == "new" else RULE_UPDATED
-    base = (select(SyncChange.crm_type, SyncChange.crm_id)
-            .where(SyncChange.run_id == run.id, SyncChange.direction == "to_crm", SyncChange.rule == rule)
-            .distinct())
-    total = db.session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    rows = db.session.execute(base.order_by(SyncChange.crm_type, SyncChange.crm_id)
-                              .limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
-    refs = []
-    by_type: dict[str, list[int]] = {}
-    for crm_type, crm_id in rows:
-        by_type.setdefault(crm_type, []).append(crm_id)
-    names: dict[tuple[str, int], str] = {}
-    for crm_type, ids in by_type.items():
-        model = CRM_MODELS[crm_type]
-        for record in db.session.scalars(select(model).where(model.id.in_(ids))):
-            names[(crm_type, record.id)] = record.display_name
-    for crm_type, crm_id in rows:
-        if (crm_type, crm_id) in names:
-            refs.append(RecordRef(crm_type, crm_id, names[(crm_type, crm_id)]))
-    return refs, total
-
-
-def import_runs(limit: int = 20) -> list[SyncRun]:
-    return list(db.session.scalars(select(SyncRun).where(SyncRun.kind == RunKind.IMPORT)
-                                   .order_by(SyncRun.id.desc()).limit(limit)))
-
-
-def _register_with_engine() -> None:
-    """The sync engine executes runs of kind 'import' by calling execute_import (engine.register_kind)."""
-    from portal.services.sync import engine
-
-    engine.register_kind(RunKind.IMPORT, execute_import)
-
-
-_register_with_engine()

@@ -31,7 +31,8 @@ def _ids(app, world) -> dict:
     from portal.extensions import db
     from portal.models import AlertRule, Connection, Contact, Link, Project, SyncRun
     from portal.services import user_fields, users
-    from portal.services.importer import ImportRequest, execute_import, start_import
+    from portal.services.import_run import execute_import, start_import
+    from portal.services.import_settings import ImportRequest
     from portal.services.sync import engine, runs
     from tests.conftest import make_user
 

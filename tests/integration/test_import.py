@@ -29,9 +29,10 @@ from portal.models import (
     SyncChange,
     SyncRun,
 )
-from portal.services import importer
+from portal.services import import_run
 from portal.services.connections import apply_catalogue, fetch_catalogue
-from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
+from portal.services.import_run import execute_import, start_import
+from portal.services.import_settings import ImportRequest, ImportSettings
 from tests.conftest import add_record
 
 CUSTOMER_MAP = {"name": "name", "orgnr": "vat_no", "email": "email", "phone": "phone", "country": "country_id"}
@@ -416,7 +417,7 @@ def test_running_an_import_again_updates_linked_actors_and_never_duplicates(app,
     assert first.counts["new"] == 5
     fake.update_actor("Customer", acme, {"email": "new@acme.example"})
     with app.app_context():
-        again = importer.rerun(db.session.get(SyncRun, first.id))
+        again = import_run.rerun(db.session.get(SyncRun, first.id))
         again_id = again.id
     with app.app_context():
         execute_import(again_id)
@@ -436,7 +437,7 @@ def test_an_import_cannot_start_while_a_sync_runs_on_the_connection(app, fake, c
     with app.app_context():
         db.session.add(SyncRun(connection_id=connection_id, kind=RunKind.SYNC, status=RunStatus.RUNNING))
         db.session.commit()
-        with pytest.raises(importer.RunBusy, match="sync of Fake production is running"):
+        with pytest.raises(import_run.RunBusy, match="sync of Fake production is running"):
             start_import(db.session.get(Connection, connection_id),
                          ImportRequest(connection_id, "Customer", keys=[key]))
         assert db.session.scalar(select(func.count()).select_from(SyncRun)) == 1
@@ -447,7 +448,7 @@ def test_the_import_run_holds_the_connection_lock_against_a_second_run(app, fake
     with app.app_context():
         connection = db.session.get(Connection, connection_id)
         run_id = start_import(connection, ImportRequest(connection_id, "Customer", keys=[key])).id
-        with pytest.raises(importer.RunBusy, match="import of Fake production is queued"):
+        with pytest.raises(import_run.RunBusy, match="import of Fake production is queued"):
             start_import(connection, ImportRequest(connection_id, "Customer", keys=[key]))
         assert execute_import(run_id) == RunStatus.SUCCEEDED
         assert execute_import(run_id) is None  # a finished run is never executed twice
@@ -458,9 +459,9 @@ def test_the_import_run_holds_the_connection_lock_against_a_second_run(app, fake
 
 def test_a_connector_failing_mid_import_leaves_consistent_links_and_a_rerun_completes(app, fake, connection_id,
                                                                                       monkeypatch):
-    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    monkeypatch.setattr(import_run, "BATCH_SIZE", 2)
     keys = [fake.add_actor("Customer", {"name": f"Company {i}"}) for i in range(5)]
-    original = importer._write_batch
+    original = import_run._write_batch
     batches = []
 
     def write_then_break(*args, **kwargs):
@@ -469,7 +470,7 @@ def test_a_connector_failing_mid_import_leaves_consistent_links_and_a_rerun_comp
         if len(batches) == 1:  # the ERP goes down after the first batch
             fake.reply_error("GetActors", "The ERP database is offline.", error_code="DB_OFFLINE")
 
-    monkeypatch.setattr(importer, "_write_batch", write_then_break)
+    monkeypatch.setattr(import_run, "_write_batch", write_then_break)
     run = run_import(app, connection_id, keys=keys)
     assert run.status == RunStatus.PARTIAL
     assert "The ERP database is offline." in run.message and "3 actor(s) were not imported" in run.message
@@ -478,7 +479,7 @@ def test_a_connector_failing_mid_import_leaves_consistent_links_and_a_rerun_comp
     assert sorted(link.erp_key for link in links(app)) == sorted(keys[:2])  # every record has its link
 
     with app.app_context():
-        again = importer.rerun(db.session.get(SyncRun, run.id))
+        again = import_run.rerun(db.session.get(SyncRun, run.id))
         again_id = again.id
     with app.app_context():
         assert execute_import(again_id) == RunStatus.SUCCEEDED
@@ -712,15 +713,15 @@ def test_an_import_given_up_by_the_reaper_stops_without_writing_more(app, fake, 
     from portal.database import utcnow
     from portal.services.sync import runs
 
-    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    monkeypatch.setattr(import_run, "BATCH_SIZE", 2)
     keys = [fake.add_actor("Customer", {"name": f"Company {i}"}) for i in range(5)]
-    original = importer._write_batch
+    original = import_run._write_batch
 
     def write_then_reap(*args, **kwargs):
         original(*args, **kwargs)
         runs.reap_stale(now=utcnow() + timedelta(hours=1))
 
-    monkeypatch.setattr(importer, "_write_batch", write_then_reap)
+    monkeypatch.setattr(import_run, "_write_batch", write_then_reap)
     run = run_import(app, connection_id, keys=keys)
     assert run.status == RunStatus.FAILED and "Abandoned" in run.error
     assert [c.name for c in companies(app)] == ["Company 0", "Company 1"] and len(links(app)) == 2

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Company, Connection, CrmList, ListItem, RunStatus, SyncChange
-from portal.services import importer
-from portal.services.importer import ImportRequest, ImportSettings
+from portal.services import import_preview
+from portal.services.import_settings import ImportRequest, ImportSettings
 from tests.conftest import add_record
 from tests.integration import test_import
 from tests.integration.test_import import CUSTOMER_MAP, companies, contacts, links, remap, run_import
@@ -168,7 +168,7 @@ def test_the_preview_says_which_values_are_left_out(app, fake, connection_id):
     key = fake.add_actor("Customer", {"name": "Post Ten AS", "email": "post10@erp"})
     with app.app_context():
         connection = db.session.get(Connection, connection_id)
-        page = importer.preview(connection, ImportRequest(connection_id, "Customer", keys=[key],
+        page = import_preview.preview(connection, ImportRequest(connection_id, "Customer", keys=[key],
                                                           settings=ImportSettings()))
         [row] = page.rows
         assert row.planned.outcome == "new"

@@ -15,8 +15,8 @@ from sqlalchemy import event, select
 
 from portal.extensions import db
 from portal.models import AuditEvent, Company, Connection, Contact, RunStatus, SyncChange
-from portal.services import importer
-from portal.services.importer import ImportProblem, ImportRequest, ImportSettings
+from portal.services import import_preview, import_run, import_settings, import_write
+from portal.services.import_settings import ImportProblem, ImportRequest, ImportSettings
 from tests.conftest import add_record
 from tests.integration import test_import as _base
 from tests.integration.test_import import (
@@ -112,11 +112,11 @@ def test_invalid_id_combinations_are_refused_with_the_field(app, fake, connectio
         request = ImportRequest(connection_id, "Customer", keys=["C1"], settings=ImportSettings(
             company_match="id", company_id_source="field", company_id_field="orgnr"))  # orgnr maps to vat_no
         with pytest.raises(ImportProblem) as caught:
-            importer.check_settings(connection, request)
+            import_settings.check_settings(connection, request)
         assert caught.value.field == "company_id_field"
         request.settings = ImportSettings(company_from_name=True, company_name_field="crmref")
         with pytest.raises(ImportProblem) as caught:
-            importer.start_import(connection, request)  # a customer import has no persons without a company
+            import_run.start_import(connection, request)  # a customer import has no persons without a company
         assert caught.value.field == "company_from_name"
 
 
@@ -204,7 +204,7 @@ def test_persons_without_a_company_get_one_from_their_company_name(app, fake, co
     assert run.counts["companies_from_names"] == 1 and run.counts["by_type"]["company"] == {"new": 1}
     with app.app_context():
         assert db.session.scalar(select(SyncChange.crm_id).where(
-            SyncChange.run_id == run.id, SyncChange.crm_type == "company", SyncChange.rule == importer.RULE_NEW)) \
+            SyncChange.run_id == run.id, SyncChange.crm_type == "company", SyncChange.rule == import_write.RULE_NEW)) \
             == nordic[0].id
         audit = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "import.start")).all()[-1]
         assert audit.after["settings"]["company_from_name"] is True
@@ -253,11 +253,11 @@ def test_preview_tells_what_each_option_does(app, fake, connection_id):
         request = ImportRequest(connection_id, "Person", keys=keys, settings=ImportSettings(
             contact_match="email", phone_policy="add", person_policy="no_company", company_from_name=True,
             company_name_field="crmref"))
-        page = importer.preview(connection, request)
+        page = import_preview.preview(connection, request)
         notes = {row.planned.key: " | ".join(row.planned.notes) for row in page.rows}
         assert "the ERP's +47 222 is added as Other phone" in notes[keys[0]]
         assert "creates the company Nordic AS" in notes[keys[1]]
-        summary = dict(importer.settings_summary(connection, request))
+        summary = dict(import_settings.settings_summary(connection, request))
         assert summary["Phone numbers"].startswith("Add") and "crmref" in summary["Persons without a company"]
     assert companies(app) == []  # a preview writes nothing
 
@@ -331,7 +331,7 @@ def test_wizard_preview_shows_the_options_and_rerun_repeats_them(app, admin_clie
     started = admin_client.post("/settings/import/erp/run", data={"state": _state(html)})
     run_id = int(started.headers["Location"].rstrip("/").split("/")[-1])
     with app.app_context():
-        importer.execute_import(run_id)
+        import_run.execute_import(run_id)
     page = admin_client.get(f"/settings/import/runs/{run_id}").get_data(as_text=True)
     assert "Options of this import" in page
     rerun = admin_client.post(f"/settings/import/runs/{run_id}/rerun")

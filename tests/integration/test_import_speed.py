@@ -10,7 +10,7 @@ from sqlalchemy import event, select, text
 
 from portal.extensions import db
 from portal.models import Company, Contact, SyncChange
-from portal.services import import_write, importer
+from portal.services import import_run, import_write
 from portal.services.sync import bulk
 from tests.integration.test_import import companies, connection_id, contacts, links, run_import  # noqa: F401
 
@@ -45,7 +45,7 @@ def test_bulk_inserted_records_hold_what_an_orm_record_holds(app, fake, connecti
     assert by_key[key].failures == 0 and by_key[key].status_message == "" and by_key[key].retry_at is None
     with app.app_context():
         rows = db.session.scalars(select(SyncChange).where(SyncChange.run_id == run.id,
-                                                           SyncChange.rule == importer.RULE_NEW)).all()
+                                                           SyncChange.rule == import_write.RULE_NEW)).all()
         assert {(r.crm_type, r.crm_id, r.link_id) for r in rows} == {
             ("company", company.id, by_key[key].id), ("contact", contact.id, by_key[person].id)}
 
@@ -159,8 +159,8 @@ def test_a_rerun_updates_records_and_links_in_bulk_as_the_orm_did(app, fake, con
     with app.app_context():
         rows = db.session.scalars(select(SyncChange).where(SyncChange.run_id == second.id)).all()
         assert sorted((r.crm_field_key, r.old_value, r.new_value, r.rule) for r in rows) == [
-            ("email", "post0@nordic.example", "new0@nordic.example", importer.RULE_UPDATED),
-            ("email", "post1@nordic.example", "new1@nordic.example", importer.RULE_UPDATED)]
+            ("email", "post0@nordic.example", "new0@nordic.example", import_write.RULE_UPDATED),
+            ("email", "post1@nordic.example", "new1@nordic.example", import_write.RULE_UPDATED)]
 
 
 def test_a_matched_record_is_updated_in_bulk_and_its_link_sees_the_new_updated_at(app, fake, connection_id):  # noqa: F811
@@ -197,7 +197,7 @@ def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(
         app, fake, connection_id, monkeypatch):  # noqa: F811
     """PostgreSQL plans a sync right after a big import with statistics of the tables as they were before it
     (nearly empty), and walks every link per batch; the import ANALYZEs what it filled. SQLite: nothing to do."""
-    monkeypatch.setattr(importer, "ANALYZE_AFTER_NEW", 2)
+    monkeypatch.setattr(import_run, "ANALYZE_AFTER_NEW", 2)
     keys = [fake.add_actor("Customer", {"name": f"Planner {i}", "country": "NO"}) for i in range(3)]
     with app.app_context():
         postgresql = db.engine.dialect.name == "postgresql"

@@ -29,7 +29,8 @@ from portal.models import (
     SyncChange,
     SyncRun,
 )
-from portal.services.importer import ImportRequest, ImportSettings, execute_import, start_import
+from portal.services.import_run import execute_import, start_import
+from portal.services.import_settings import ImportRequest, ImportSettings
 from portal.services.sync import engine, runs
 from tests.conftest import add_record, form_of
 

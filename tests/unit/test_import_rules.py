@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from portal.services import import_rules as rules
-from portal.services.importer import ImportProblem, ImportSettings
+from portal.services.import_settings import ImportProblem, ImportSettings
 
 
 def _contact(**values):

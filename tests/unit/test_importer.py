@@ -9,17 +9,9 @@ from werkzeug.datastructures import MultiDict
 from portal.admin.forms_import import criteria_from_form, list_defaults_from_form
 from portal.connectors.protocol import OPERATORS
 from portal.models import ActorTypeConfig, ErpField
-from portal.services import importer
-from portal.services.importer import (
-    OPERATOR_LABELS,
-    Criterion,
-    ImportProblem,
-    ImportRequest,
-    ImportSettings,
-    SearchField,
-    build_restrictions,
-    search_fields,
-)
+from portal.services import import_plan, import_rules, importer
+from portal.services.import_search import OPERATOR_LABELS, Criterion, SearchField, build_restrictions, search_fields
+from portal.services.import_settings import ImportProblem, ImportRequest, ImportSettings
 
 FIELDS = [
     SearchField("NAME", "Name", "Text"),
@@ -161,14 +153,14 @@ def test_request_round_trips_through_run_options():
     ("  Acme   AS ", "acme as"), ("ÆRØ Fisk", "ærø fisk"), (None, ""), ("Straße", "strasse"),
 ])
 def test_text_keys_ignore_case_and_spacing(value, expected):
-    assert importer._norm_text(value) == expected
+    assert import_rules.norm_text(value) == expected
 
 
 @pytest.mark.parametrize("value, expected", [
     ("+47 912 34 567", "+4791234567"), ("(0)22-33.44", "0223344"), ("", ""), ("+", ""),
 ])
 def test_phone_keys_keep_only_digits_and_a_leading_plus(value, expected):
-    assert importer._norm_phone(value) == expected
+    assert import_rules.norm_phone(value) == expected
 
 
 def test_required_fields_per_record_type():
@@ -180,13 +172,13 @@ def test_required_fields_per_record_type():
 
 
 def test_actor_names_come_from_the_values_or_the_record():
-    assert importer.actor_name("contact", {"first_name": "Kari", "last_name": "Nordmann"}) == "Kari Nordmann"
-    assert importer.actor_name("company", {"name": "Acme"}) == "Acme"
+    assert import_plan.actor_name("contact", {"first_name": "Kari", "last_name": "Nordmann"}) == "Kari Nordmann"
+    assert import_plan.actor_name("company", {"name": "Acme"}) == "Acme"
 
     class Record:
         name = "Existing"
 
-    assert importer.actor_name("company", {}, Record()) == "Existing"
+    assert import_plan.actor_name("company", {}, Record()) == "Existing"
 
 
 def test_skip_reasons_are_grouped():
