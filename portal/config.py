@@ -252,7 +252,8 @@ STATIC_CONFIG = {
     # The token lives as long as the session, so a long-open ERP tab keeps working.
     "WTF_CSRF_TIME_LIMIT": None,
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
-    # JSON columns (link bases, run counts …) written through the faster codec (same values read back)
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "json_serializer": jsoncodec.dumps},
+    # JSON columns (link bases, run counts …) written and read through the faster codec (the same values)
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "json_serializer": jsoncodec.dumps,
+                                  "json_deserializer": jsoncodec.loads},
     "TESTING": False,
 }

@@ -1,5 +1,5 @@
-"""``portal.jsoncodec.dumps`` writes text that reads back to the values ``json.dumps`` writes (the JSON columns are
-read with ``json.loads``)."""
+"""``portal.jsoncodec.dumps`` writes text that reads back to the values ``json.dumps`` writes, and
+``portal.jsoncodec.loads`` (what the JSON columns are read with) reads what ``json.loads`` reads."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def _same(a: object, b: object) -> bool:
         return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b and (not isinstance(a, float) or math.copysign(1, a) == math.copysign(1, b))
 
 
 @settings(max_examples=500)
@@ -48,3 +50,29 @@ def test_characters_are_written_as_utf8():
 def test_what_json_has_no_text_for():
     assert json.loads(jsoncodec.dumps([math.nan, math.inf, -math.inf])) == [None, None, None]
     assert json.loads(jsoncodec.dumps({"at": datetime(2026, 11, 25, 12, 0)})) == {"at": "2026-11-25T12:00:00"}
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_loads_reads_what_json_loads_reads(value):
+    for text in (jsoncodec.dumps(value), json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        assert _same(jsoncodec.loads(text), json.loads(text))
+        assert _same(jsoncodec.loads(text.encode()), json.loads(text))
+
+
+def test_loads_where_orjson_would_read_differently():
+    texts = [
+        "123456789012345678901234567890", "18446744073709551616", "-9223372036854775809", "9223372036854775808",
+        '{"a": [1, -99999999999999999999]}', '"a 20-digit run in text: 12345678901234567890"',
+        "NaN", "[Infinity, -Infinity]", "1e400", '"\\ud800"', '{"a": 1, "a": 2}', "[1.0000000000000001, -0.0]",
+    ]
+    for text in texts:
+        assert _same(jsoncodec.loads(text), json.loads(text)), text
+    assert jsoncodec.loads("-9223372036854775809") == -9223372036854775809  # orjson alone gives a float
+
+
+def test_the_engine_reads_json_columns_with_it(app):
+    from portal.extensions import db
+
+    with app.app_context():
+        assert db.engine.dialect._json_deserializer is jsoncodec.loads
