@@ -1,4 +1,4 @@
-"""The conformance kit (portal/connectors/conformance.py) passes against the Tryton connector and a live trytond.
+"""The conformance kit (portal/connectors/conformance/) passes against the Tryton connector and a live trytond.
 
 The write checks add a few "CK-…" parties and a project to the session's Tryton database (a copy of the
 template, see conftest.py); every name is unique, so other tests are not disturbed.
