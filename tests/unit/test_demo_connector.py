@@ -13,7 +13,6 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
-from portal.connectors.builtin import demo as demo_module
 from portal.connectors.builtin.demo import (
     FIELDS,
     SEARCHABLE_FIELDS,
@@ -22,6 +21,7 @@ from portal.connectors.builtin.demo import (
     format_timestamp,
     parse_timestamp,
 )
+from portal.connectors.builtin.demo import storage as demo_storage
 from portal.connectors.protocol import ZERO_GUID
 from portal.connectors.service import make_wsgi_app
 from portal.demo_erp.cli import demo_erp_group
@@ -510,7 +510,8 @@ def test_get_actors_by_timestamp_is_inclusive(erp, guid):
 def test_last_modified_is_global_and_strictly_increasing(erp, guid, monkeypatch):
     stamps = [erp.touch("Customer", "C10001"), erp.touch("Supplier", "S20001"), erp.touch("Project", "PR40001")]
     # A clock stuck on one microsecond (or stepping back) must not break the order.
-    monkeypatch.setattr(demo_module, "_now_micros", lambda: 1_000_000)
+    # (patched where LastModified is allocated: DemoErpStorage._allocate_timestamps)
+    monkeypatch.setattr(demo_storage, "_now_micros", lambda: 1_000_000)
     for _ in range(50):
         stamps.append(erp.touch("Person", "P30001"))
     monkeypatch.undo()

@@ -2,7 +2,7 @@
 
 Everything here is plain data and deterministic: ``generate_seed()`` uses ``random.Random(42)`` and a fixed
 reference date, so every fresh Demo ERP holds the same companies, people and projects (handy for docs, demos
-and tests). The connector (``demo.py``) stores the result; this module knows nothing about storage.
+and tests). The connector (the ``demo`` package) stores the result; this module knows nothing about storage.
 """
 
 from __future__ import annotations
