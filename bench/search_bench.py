@@ -3,6 +3,9 @@
     .venv/bin/python -m bench.search_bench                       # 100,000 companies, SQLite in a temporary dir
     .venv/bin/python -m bench.search_bench --database-url postgresql://portal@127.0.0.1:5432/portal_bench
     .venv/bin/python -m bench.search_bench --companies 20000 --repeat 50
+    .venv/bin/python -m bench.search_bench --no-sqlite --database-url postgresql://... --keep   # build, keep
+    .venv/bin/python -m bench.search_bench --no-sqlite --database-url postgresql://... --reuse \
+        --class "contact search" --before-repeat 0                # time again on the kept database, no rebuild
 
 Builds N companies (one contact each, N/5 projects) with bulk inserts — the index is filled by its triggers on
 SQLite, by its GIN indexes on PostgreSQL — on SQLite in a temporary directory and, with ``--database-url``, on that
@@ -18,6 +21,7 @@ otherwise.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -143,9 +147,23 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-def run(url: str, companies: int, repeat: int, before_repeat: int, work: Path) -> dict | None:
+def _built(companies: int) -> bool:
+    """The database holds the bench's records already (``--reuse``): the tables, with ``companies`` companies."""
+    from sqlalchemy import func, inspect, select
+
+    from portal.extensions import db
+    from portal.models import Company
+
+    if "company" not in inspect(db.engine).get_table_names():
+        return False
+    return db.session.scalar(select(func.count()).select_from(Company)) == companies
+
+
+def run(url: str, companies: int, repeat: int, before_repeat: int, work: Path, *, keep: bool = False,
+        reuse: bool = False, classes: list[str] | None = None) -> dict | None:
     """Build, check and time every query on the database at ``url``: {class: (now, before, matches)}; None when
-    a page differs from the scan's."""
+    a page differs from the scan's. ``keep``: leave a PostgreSQL database filled; ``reuse``: time a database a
+    ``keep`` run left (same ``companies``) without building it again; ``classes``: only these query classes."""
     from cryptography.fernet import Fernet
 
     from portal import create_app
@@ -157,16 +175,21 @@ def run(url: str, companies: int, repeat: int, before_repeat: int, work: Path) -
                       "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}, environ={})
     results = {}
     with app.app_context():
-        if url.startswith("postgresql"):
-            db.drop_all()
-        db.create_all()
-        started = time.perf_counter()
-        build(companies)
         name = db.engine.dialect.name
-        print(f"{name}: {companies:,} companies, {companies:,} contacts, {companies // 5:,} projects built in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        if reuse and _built(companies):
+            print(f"{name}: {companies:,} companies reused", flush=True)
+        else:
+            if url.startswith("postgresql"):
+                db.drop_all()
+            db.create_all()
+            started = time.perf_counter()
+            build(companies)
+            print(f"{name}: {companies:,} companies, {companies:,} contacts, {companies // 5:,} projects built in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
         try:
             for label, queries in CLASSES.items():
+                if classes and label not in classes:
+                    continue
                 now, before, shown = [], [], []
                 for crm_type, query in queries:
                     problem = check(crm_type, query)
@@ -177,7 +200,7 @@ def run(url: str, companies: int, repeat: int, before_repeat: int, work: Path) -
                     shown.append(f"{crm_type} `{query}` {'>' if page.capped else ''}"
                                  f"{page.total - page.capped:,}")
                     times = measure(crm_type, query, _page, repeat)
-                    old = measure(crm_type, query, _before, before_repeat)
+                    old = measure(crm_type, query, _before, before_repeat) if before_repeat else [math.nan]
                     now += times
                     before += old
                     print(f"  {name} {label}: {crm_type} {query!r}: p50 {percentile(times, 0.5):.1f} "
@@ -186,7 +209,7 @@ def run(url: str, companies: int, repeat: int, before_repeat: int, work: Path) -
                 results[label] = (now, before, shown)
         finally:
             db.session.remove()
-            if url.startswith("postgresql"):
+            if url.startswith("postgresql") and not keep:
                 db.drop_all()
             db.engine.dispose()
     return results
@@ -200,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed pages per query answered as before (exact count, sort of every match)")
     parser.add_argument("--database-url", help="an empty PostgreSQL database, measured after SQLite")
     parser.add_argument("--no-sqlite", action="store_true", help="only the --database-url database")
+    parser.add_argument("--keep", action="store_true", help="leave the --database-url database filled")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the --database-url database a --keep run left, without building it again")
+    parser.add_argument("--class", dest="classes", action="append", choices=list(CLASSES),
+                        help="only this query class (repeatable)")
     args = parser.parse_args(argv)
 
     databases = [] if args.no_sqlite else ["sqlite"]
@@ -209,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         for url in databases:
             if url == "sqlite":
                 url = f"sqlite:///{Path(work) / 'portal.db'}"
-            results = run(url, args.companies, args.repeat, args.before_repeat, Path(work))
+            results = run(url, args.companies, args.repeat, args.before_repeat, Path(work), keep=args.keep,
+                          reuse=args.reuse, classes=args.classes)
             if results is None:
                 return 1
             table[url.split(":")[0].replace("postgresql", "PostgreSQL").replace("sqlite", "SQLite")] = results

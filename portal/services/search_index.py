@@ -38,7 +38,9 @@ with the old table: it must call ``drop`` before and ``create`` after.
 on that expression (pg_trgm) answers it. A term of 1–2 characters has no trigram either: a GIN index on the
 expression's 1- and 2-character substrings (``portal_search_grams``, an SQL function; ILIKE compares ``lower()``
 of both sides, so ``lower`` before cutting gives the same answer) answers ``@> ARRAY[lower(term)]``. Contacts test
-their company's name through the same two indexes on ``coalesce(company.name, '')``. Without pg_trgm, or without
+their company's name through the same two indexes on ``coalesce(company.name, '')``. Layout 3 (revision
+``c6e8a0b2d4f7``) stores the folded expression as a generated column (``search_text``), which both indexes hold and
+a query tests with LIKE: the recheck of each GIN match no longer folds the expression again. Without pg_trgm, or without
 the right to create the function, those indexes are left out with a logged warning and the same query scans:
 same results, slower.
 
@@ -64,7 +66,9 @@ log = logging.getLogger(__name__)
 
 SEPARATOR = "\x1f"  # whitespace to str.split(): never inside a search term
 MIN_INDEXED = 3  # the trigram tokenizer indexes substrings of 3 characters and more
-LAYOUT = 2  # the current layout; 1 = rowid = id, no vocabularies, no short-term indexes (before a8c0e2f4b6d8)
+# the current layout; 1 = rowid = id, no vocabularies, no short-term indexes (before a8c0e2f4b6d8); 3 = layout 2 with
+# PostgreSQL's folded search texts stored (revision c6e8a0b2d4f7; SQLite's tables are layout 2's)
+LAYOUT = 3
 
 # The searched columns of each record type, as crm.SEARCH_COLUMNS (a test checks they agree): the built-in ones
 # (as the index was first built, revision d2f4a6c8e0b1) and the text slots of user-defined fields (e5a7c9b1d3f4;
@@ -91,6 +95,9 @@ PG_GRAM_INDEXES = {"company": "ix_company_search_grams", "contact": "ix_contact_
                    "project": "ix_project_search_grams"}
 PG_GRAMS_FUNCTION = "portal_search_grams"
 PG_COMPANY_NAME_COLUMN = "search_company_name"  # layout 2: a contact's copy of its company's name (triggers)
+# layout 3: each record's folded search text, a stored generated column — lower() of the search expression, which
+# the indexes hold and a row's test reads (LIKE) instead of folding the expression again (ILIKE)
+PG_TEXT_COLUMN = "search_text"
 # B-tree indexes in the list's order (crm.ORDER), both dialects: a page walks one of them when the matches of one
 # sort group are too many to sort (revision f7b9d1e3a5c6)
 ORDER_INDEXES = {"company": ("ix_company_search_order", "name, department, id"),
@@ -263,14 +270,20 @@ def pg_expression(crm_type: str, qualifier: str = "", columns: Columns | None = 
                                          for column in pg_columns(crm_type, columns, extended)) + ")"
 
 
+def pg_text(crm_type: str, qualifier: str = "") -> str:
+    """Layout 3: the stored folded search text (``PG_TEXT_COLUMN``), ``lower(pg_expression(..))``."""
+    return f"{qualifier + '.' if qualifier else ''}{PG_TEXT_COLUMN}"
+
+
 def pg_company_name(qualifier: str = "") -> str:
     return f"(coalesce({qualifier + '.' if qualifier else ''}name, ''))"
 
 
-def pg_grams(expression: str) -> str:
+def pg_grams(expression: str, folded: bool = False) -> str:
     """The indexed array of ``expression``'s folded 1- and 2-character substrings (the same text in the index and
-    in the query, or PostgreSQL would not use the index)."""
-    return f"{PG_GRAMS_FUNCTION}(lower({expression}))"
+    in the query, or PostgreSQL would not use the index); ``folded``: ``expression`` is folded already (layout 3's
+    stored text)."""
+    return f"{PG_GRAMS_FUNCTION}({expression if folded else f'lower({expression})'})"
 
 
 # The substrings of length 2 (the last one: 1) and the characters; an index expression cannot hold a subquery, a
@@ -301,7 +314,17 @@ _PG_LAYOUT2_SQL = [
     f"UPDATE contact SET {PG_COMPANY_NAME_COLUMN} = company.name FROM company WHERE company.id = contact.company_id "
     f"AND contact.{PG_COMPANY_NAME_COLUMN} IS DISTINCT FROM company.name",
 ]
+
+
+def _pg_layout3_sql(columns: Columns | None = None) -> list[str]:
+    """Layout 3's stored folded texts (after layout 2's: a contact's text holds ``PG_COMPANY_NAME_COLUMN``, which
+    its BEFORE triggers set — PostgreSQL computes a stored generated column after them)."""
+    return [f"ALTER TABLE {crm_type} ADD COLUMN IF NOT EXISTS {PG_TEXT_COLUMN} text GENERATED ALWAYS AS "
+            f"(lower({pg_expression(crm_type, columns=columns, extended=True)})) STORED" for crm_type in COLUMNS]
+
+
 _PG_DROP_SQL = [
+    *(f"ALTER TABLE IF EXISTS {crm_type} DROP COLUMN IF EXISTS {PG_TEXT_COLUMN}" for crm_type in COLUMNS),
     "DROP TRIGGER IF EXISTS contact_search_company_name_ai ON contact",
     "DROP TRIGGER IF EXISTS contact_search_company_name_au ON contact",
     "DROP TRIGGER IF EXISTS company_search_contacts_name_au ON company",
@@ -327,10 +350,10 @@ def has_pg_trgm(connection: Connection) -> bool:
         return False
 
 
-def _create_pg_layout2(connection: Connection) -> bool:
+def _create_pg_layout2(connection: Connection, columns: Columns | None = None, layout: int = 2) -> bool:
     try:
         with connection.begin_nested():
-            for statement in _PG_LAYOUT2_SQL:
+            for statement in _PG_LAYOUT2_SQL + (_pg_layout3_sql(columns) if layout >= 3 else []):
                 connection.exec_driver_sql(statement)
         return True
     except Exception as error:  # noqa: BLE001 - any refusal: the search works with layout 1's indexes
@@ -343,16 +366,21 @@ def create_postgresql(connection: Connection, columns: Columns | None = None, la
     """Create (if missing) the GIN indexes; False when pg_trgm is not available. Layout 2 without the right to
     create functions and triggers falls back to layout 1 (with a warning)."""
     _PG_READY.clear()
-    extended = layout >= 2 and _create_pg_layout2(connection)
+    extended = layout >= 2 and _create_pg_layout2(connection, columns, layout)
+    stored = extended and layout >= 3
+
+    def text(crm_type: str) -> str:
+        return pg_text(crm_type) if stored else pg_expression(crm_type, columns=columns, extended=extended)
+
     if extended:
         for crm_type, index in PG_GRAM_INDEXES.items():
             connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {crm_type} USING gin "
-                                       f"({pg_grams(pg_expression(crm_type, columns=columns, extended=True))})")
+                                       f"({pg_grams(text(crm_type), folded=stored)})")
     if not has_pg_trgm(connection):
         return False
     for crm_type, index in PG_INDEXES.items():
         connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {crm_type} USING gin "
-                                   f"({pg_expression(crm_type, columns=columns, extended=extended)} gin_trgm_ops)")
+                                   f"({text(crm_type)} gin_trgm_ops)")
     if not extended:
         connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {PG_COMPANY_NAME_INDEX} ON company "
                                    f"USING gin ({pg_company_name()} gin_trgm_ops)")
@@ -367,17 +395,24 @@ def drop_postgresql(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
-# whether layout 2's extras are in place, per database URL: read once per process (a query must not name what is
+# the layout in place (1, 2 or 3), per database URL: read once per process (a query must not name what is
 # missing); create_postgresql and drop_postgresql forget it
-_PG_READY: dict[str, bool] = {}
+_PG_READY: dict[str, int] = {}
+
+
+def pg_layout() -> int:
+    """PostgreSQL's layout in place: 1 (no short-term index), 2, or 3 (the short-term index on the stored text)."""
+    key = str(db.session.get_bind().url)
+    if key not in _PG_READY:
+        definition = db.session.execute(select(literal_column("indexdef")).select_from(table("pg_indexes")).where(
+            literal_column("indexname") == PG_GRAM_INDEXES["contact"])).scalar()
+        _PG_READY[key] = 1 if definition is None else 3 if PG_TEXT_COLUMN in definition else 2
+    return _PG_READY[key]
 
 
 def pg_ready() -> bool:
-    key = str(db.session.get_bind().url)
-    if key not in _PG_READY:
-        _PG_READY[key] = db.session.execute(select(literal_column("1")).select_from(table("pg_indexes")).where(
-            literal_column("indexname") == PG_GRAM_INDEXES["contact"])).first() is not None
-    return _PG_READY[key]
+    """Layout 2's extras (or 3's) are in place."""
+    return pg_layout() >= 2
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -442,5 +477,5 @@ def include_name(name: str | None, type_: str, _parent_names: dict) -> bool:
         return name not in (*PG_INDEXES.values(), PG_COMPANY_NAME_INDEX, *PG_GRAM_INDEXES.values(),
                             *(index for index, _columns in ORDER_INDEXES.values()))
     if type_ == "column":
-        return name != PG_COMPANY_NAME_COLUMN
+        return name not in (PG_COMPANY_NAME_COLUMN, PG_TEXT_COLUMN)
     return True
