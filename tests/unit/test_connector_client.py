@@ -13,8 +13,7 @@ import requests
 import responses
 
 from portal.connectors import builtin
-from portal.connectors import client as client_mod
-from portal.connectors.client import ConnectorClient, ConnectorError, Reply, is_transient
+from portal.connectors.client import ConnectorClient, ConnectorError, Reply, connector_client, is_transient
 from portal.connectors.protocol import UNKNOWN_CONNECTION_ID, ok_response, warning_response
 from portal.connectors.service import ConnectorService, ProtocolError
 from portal.security.urlguard import UrlNotAllowed
@@ -217,7 +216,7 @@ def test_error_body_explanations_reach_the_tech_message(mocked, cc):
 
 def test_backoff_is_exponential_with_full_jitter(mocked, monkeypatch, sleeps):
     bounds = []
-    monkeypatch.setattr(client_mod.random, "uniform", lambda lo, hi: bounds.append((lo, hi)) or hi / 2)
+    monkeypatch.setattr(connector_client.random, "uniform", lambda lo, hi: bounds.append((lo, hi)) or hi / 2)
     mocked.post(f"{BASE}/GetConfigData", status=503)
     c = ConnectorClient(BASE, retries=3, backoff=0.5, sleep=sleeps.append)
     with pytest.raises(ConnectorError):
