@@ -98,6 +98,14 @@ def test_config_incomplete(tryton_connector):
     assert "database name is missing" in answer["UserExplanation"]
 
 
+def test_test_config_and_save_connection_refuse_a_config_alike(tryton_connector):
+    guid = str(uuid.uuid4())
+    for info, code in (("not an object", "BAD_REQUEST"), ({"url": "ftp://x", "user": "admin"}, "INVALID_CONFIG")):
+        for method in ("TestConfigData", "SaveConnection"):
+            answer = tryton_connector.handle(method, {"ConnectionGuid": guid, "ConnectionInfo": info})
+            assert not answer["IsOk"] and answer["ErrorCode"] == code, (method, info, answer)
+
+
 def test_save_connection_unknown_guid_and_persistence(tryton, tmp_path):
     path = tmp_path / "state.sqlite"
     key = Fernet.generate_key().decode()

@@ -59,6 +59,18 @@ def _check_address(info: Mapping, allowed_networks: Sequence[str]) -> None:
         raise ProtocolError(message, exc.tech_message, "ADDRESS_NOT_ALLOWED") from exc
 
 
+def checked_config(info: object, allowed_networks: Sequence[str]) -> dict:
+    """A request's ConnectionInfo as TestConfigData and SaveConnection accept it: an object with valid values and an
+    address inside the allowed networks, else the protocol error that says why."""
+    if not isinstance(info, dict):
+        raise ProtocolError("ConnectionInfo must be an object.", error_code="BAD_REQUEST")
+    errors = _config_errors(info)
+    if errors:
+        raise ProtocolError(" ".join(errors), error_code="INVALID_CONFIG")
+    _check_address(info, allowed_networks)
+    return info
+
+
 def make_client(info: Mapping, allowed_networks: Sequence[str] = ()) -> TrytonClient:
     """A JSON-RPC client for ``info`` whose every request goes through the guarded transport with
     ``allowed_networks`` (PORTAL_CONNECTOR_ALLOWED_NETWORKS)."""

@@ -24,8 +24,7 @@ from portal.connectors.builtin.tryton.catalogue import (
 from portal.connectors.builtin.tryton.config import (
     CFG_COMPANY,
     CONFIG_FIELDS,
-    _check_address,
-    _config_errors,
+    checked_config,
     make_client,
 )
 from portal.connectors.builtin.tryton.connections import TrytonConnections, _Connection
@@ -54,13 +53,7 @@ class ConnectionMethods(TrytonConnections):
 
     @_protocol
     def TestConfigData(self, body: dict) -> dict:  # noqa: N802
-        info = body.get("ConnectionInfo") or {}
-        if not isinstance(info, dict):
-            raise ProtocolError("ConnectionInfo must be an object.", error_code="BAD_REQUEST")
-        errors = _config_errors(info)
-        if errors:
-            raise ProtocolError(" ".join(errors), error_code="INVALID_CONFIG")
-        _check_address(info, self.allowed_networks)
+        info = checked_config(body.get("ConnectionInfo") or {}, self.allowed_networks)
         client = make_client(info, self.allowed_networks)
         try:
             return ok_response(UserExplanation=self._probe(client, info))
@@ -100,13 +93,7 @@ class ConnectionMethods(TrytonConnections):
         guid = _guid(body)
         if guid == ZERO_GUID:
             raise ProtocolError("A connection cannot be saved under the all-zero GUID.", error_code="BAD_REQUEST")
-        info = body.get("ConnectionInfo")
-        if not isinstance(info, dict):
-            raise ProtocolError("ConnectionInfo must be an object.", error_code="BAD_REQUEST")
-        errors = _config_errors(info)
-        if errors:
-            raise ProtocolError(" ".join(errors), error_code="INVALID_CONFIG")
-        _check_address(info, self.allowed_networks)
+        info = checked_config(body.get("ConnectionInfo"), self.allowed_networks)
         self.store.save(guid, info)
         self._forget(guid)
         return ok_response()
