@@ -99,6 +99,33 @@ def test_the_sample_of_matches_is_read_from_the_index_and_the_setting_restored(a
 
 
 @postgresql_only
+def test_matches_gathered_late_in_the_list_read_only_the_page_priced_as_a_like_costs(app_ctx, monkeypatch):
+    """More matches than the cap, none among the list's first records ("hansen" after thousands of other
+    surnames): the matches up to the sample's bound are read with a LIKE priced at what it costs (so PostgreSQL
+    ANDs the GIN bitmap with the list-order range instead of rechecking every trigram candidate), and only the
+    first ``need`` of them come back — the 1,100 "Hansen, Ola" all share the bound's two sort columns."""
+    db.session.execute(insert(Contact), [{"first_name": "Kari", "last_name": f"Aas{n:04d}"} for n in range(1200)]
+                       + [{"first_name": "Ola", "last_name": "Hansen"} for _ in range(1100)])
+    db.session.commit()
+    seen = []
+    read = search_query._scalars
+
+    def spy(stmt):
+        seen.append(db.session.execute(sql("SHOW cpu_operator_cost")).scalar())
+        return read(stmt)
+
+    monkeypatch.setattr(search_query, "_scalars", spy)
+    model, order = Contact, crm.ORDER[CrmType.CONTACT]
+    plan = search_query.pg_plan("contact", model, order, ["hansen"], 1, crm.PAGE_SIZE, crm.SEARCH_COUNT_CAP)
+    want = db.session.scalars(crm.search_statement_scan("contact", "hansen").limit(crm.PAGE_SIZE + 1)).all()
+    assert plan.count is None and plan.candidates == [record.id for record in want]
+    assert seen[-1] == search_query.PG_LIKE_COST  # the range read (the walk before it found nothing)
+    assert db.session.execute(sql("SHOW cpu_operator_cost")).scalar() == "0.0025"
+    monkeypatch.undo()
+    _same_first_pages("contact", "hansen")
+
+
+@postgresql_only
 def test_writes_keep_the_stored_text_current(app_ctx):
     acme = crm.create_record(CrmType.COMPANY, {"name": "Østfold Bygg AS", "postal_city": "İzmir"})
     kari = crm.create_record(CrmType.CONTACT, {"first_name": "Kari", "last_name": "Nordmann",
