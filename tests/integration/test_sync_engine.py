@@ -292,6 +292,45 @@ def test_a_feed_of_echoes_stores_the_cursor_once_not_once_per_chunk(ctx, fake, a
     assert db.session.get(Connection, cid).cursors["Customer"] == newest
 
 
+def test_a_run_that_dies_between_deferred_echo_chunks_loses_no_change(ctx, fake, app, monkeypatch):
+    """The echo chunks' cursor is stored late (ECHO_CURSOR_CHUNKS). A run that dies after some echo chunks and in
+    the chunk holding a real ERP edit must not have moved the cursor past that edit: the next run reads the
+    echoes again, skips them again, and applies the edit once."""
+    from portal.services.sync import feed as feed_module
+
+    app.config.update(SYNC_PAGE_SIZE=7, SYNC_BATCH_SIZE=3)
+    monkeypatch.setattr(feed_module, "ECHO_CURSOR_CHUNKS", 4)  # stores after chunks 4 and 8; the crash in 9
+    cid = s.make_connection(fake)
+    linked = [s.link_company(fake, cid, name=f"Company {n}", phone="1") for n in range(25)]
+    for company_id, _key, _link in linked:
+        s.edit_company(company_id, phone="55")
+    assert s.run(cid).counts["to_erp"] == 25
+    edited_id, edited_key, _link = linked[7]
+    fake.update_actor("Customer", edited_key, {"phone": "erp-edit"})  # the newest stamp: the last chunk
+    newest = fake.get_actor("Customer", edited_key)["LastModified"]
+    echoes = sorted(fake.get_actor("Customer", key)["LastModified"] for _c, key, _l in linked
+                    if key != edited_key)
+
+    def killed(*_args, **_kwargs):
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(feed_module, "process_batch", killed)
+    dying = s.run(cid)
+    assert dying.status == RunStatus.FAILED
+    stored = db.session.get(Connection, cid).cursors.get("Customer") or ""
+    assert echoes[23] <= stored < newest  # stored after chunks 4 and 8 (24 echoes), short of the edit
+    assert s.company(edited_id).phone == "55"
+
+    monkeypatch.undo()
+    app.config.update(SYNC_PAGE_SIZE=7, SYNC_BATCH_SIZE=3)
+    outcome = s.run(cid)
+    assert outcome.status == RunStatus.SUCCEEDED and outcome.counts.get("erp_changes") == 1
+    assert outcome.counts["erp_actors_read"] <= 2  # the last echo (skipped again) and the edit, not the 24 before
+    assert s.company(edited_id).phone == "erp-edit"
+    assert db.session.get(Connection, cid).cursors["Customer"] == newest
+    assert s.run(cid).counts.get("erp_changes", 0) == 0  # applied once
+
+
 def test_an_actor_deleted_in_the_erp_breaks_the_link_and_keeps_the_crm_record(ctx, fake):
     cid = s.make_connection(fake)
     company_id, key, link_id = s.link_company(fake, cid, name="Acme AS", phone="1")
