@@ -101,7 +101,7 @@ def register_commands(app) -> None:
     except ImportError:  # pragma: no cover
         pass
     try:
-        from portal.connectors.conformance import connector_group
+        from portal.connector_cli import connector_group
 
         app.cli.add_command(connector_group)
     except ImportError:  # pragma: no cover

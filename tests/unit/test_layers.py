@@ -1,5 +1,6 @@
 """Lower layers never import higher ones: nothing under portal/ imports ``jobs`` (the scheduler registers itself
-with ``runs.set_submitter`` instead), and the sync engine's modules stay small enough to hold in mind."""
+with ``runs.set_submitter`` instead), the connectors, models and security never import the services or the web
+layers, and the sync engine's modules stay small enough to hold in mind."""
 
 import ast
 from pathlib import Path
@@ -22,6 +23,24 @@ def test_nothing_in_portal_imports_jobs():
     offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "portal").rglob("*.py")
                  if any(name == "jobs" or name.startswith("jobs.") for name in _imported_modules(path))]
     assert offenders == []
+
+
+#: the layers below the services (the connector protocol, its client and built-in connectors, the conformance kit;
+#: the models; security) and the layers above them they must not import, not even inside a function
+LOWER_LAYERS = ("connectors", "models", "security")
+UPPER_LAYERS = ("portal.services", "portal.admin", "portal.erp_tab", "portal.crm", "portal.auth", "portal.api",
+                "portal.web", "portal.cli", "portal.sync_cli", "portal.connector_cli", "portal.tryton_admin")
+
+
+def test_lower_layers_never_import_the_layers_above():
+    offenders = {}
+    for layer in LOWER_LAYERS:
+        for path in (ROOT / "portal" / layer).rglob("*.py"):
+            upward = sorted(name for name in _imported_modules(path)
+                            if any(name == upper or name.startswith(upper + ".") for upper in UPPER_LAYERS))
+            if upward:
+                offenders[str(path.relative_to(ROOT))] = upward
+    assert offenders == {}
 
 
 def test_sync_engine_modules_stay_readable():

@@ -23,12 +23,12 @@ The package, one module per concern: ``results`` (statuses, :class:`CheckResult`
 metadata and config text), ``runner`` (running one check, calling the connector, the state the checks share), the
 checks by protocol area — ``connection``, ``catalogue`` (fields, searchable fields, lists), ``reads`` (the change
 feed and GetActors), ``search``, ``writes`` (CreateActor, SaveActors) and ``paging_under_writes`` — then ``kit``
-(:class:`ConformanceKit`: the order the checks run in; :func:`run_checks`) and ``cli`` (``flask connector check``).
-Everything is importable from here, as it was from the single module it was split from.
+(:class:`ConformanceKit`: the order the checks run in; :func:`run_checks`). Everything is importable from here, as it
+was from the single module it was split from. The ``flask connector check`` command is ``portal/connector_cli.py``:
+it needs the services layer's client, and this package never imports a layer above it.
 """
 
 from portal.connectors.conformance.catalogue import CatalogueChecks
-from portal.connectors.conformance.cli import check_command, connector_group
 from portal.connectors.conformance.connection import ConnectionChecks
 from portal.connectors.conformance.kit import WRITE_ORDER, ConformanceKit, run_checks
 from portal.connectors.conformance.paging_under_writes import FEED_WINDOW, WRITE_PAGE_LIMIT, PagingUnderWritesChecks
@@ -92,8 +92,6 @@ __all__ = [
     "SearchChecks",
     "Skipped",
     "WriteChecks",
-    "check_command",
-    "connector_group",
     "convert_config_value",
     "format_table",
     "has_failures",

@@ -1,4 +1,6 @@
-"""CLI: ``flask --app wsgi connector check URL …`` prints the kit's table and exits with status 1 on a FAIL."""
+"""CLI: ``flask --app wsgi connector check URL …`` runs the conformance kit (``portal.connectors.conformance``)
+against a connector with the app's client limits, prints the table and exits with status 1 on a FAIL. It lives
+above the kit: the client comes from the services layer, which the connectors package never imports."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from portal.connectors.conformance.kit import run_checks
 from portal.connectors.conformance.results import format_table, has_failures
 from portal.connectors.conformance.runner import quiet_client_log
 from portal.connectors.protocol import ACTOR_TYPES
+from portal.services.connectors import make_client
 
 connector_group = AppGroup("connector", help="Tools for sync connectors.")
 
@@ -39,8 +42,6 @@ def check_command(url: str, config_items: tuple[str, ...], token: str | None, ac
                   no_write: bool, timeout: float | None) -> None:
     """Run every protocol method against the connector at URL (http(s)://… or builtin:<name>) and print a
     PASS/FAIL/WARN/SKIP table. Exits with status 1 when a check FAILed."""
-    from portal.services.connectors import make_client
-
     config = _parse_config(config_items)
     client = make_client(url, token, timeout=timeout, retries=1)
     try:
