@@ -3,7 +3,8 @@ every synced mapped field where the CRM record and the actor differ."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -153,6 +154,21 @@ def _wanted_keys(config: ActorTypeConfig) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+@contextlib.contextmanager
+def opened_actor(section: Section, config: ActorTypeConfig, erp_key: str) -> Iterator[tuple[ConnectorClient, dict]]:
+    """The ERP actor ``erp_key`` read (GetActors: its synced and ask-user fields) on a client left open for the
+    caller's further calls and closed after them; the session's transaction ends before the ERP is called (no lock
+    held while it answers)."""
+    wanted = _wanted_keys(config)
+    _parent_of(section)
+    client = _client(section.connection)
+    _release()
+    try:
+        yield client, _fetch_actor(client, section, config, erp_key, wanted)
+    finally:
+        client.close()
+
+
 def compare(section: Section, config: ActorTypeConfig, erp_key: str) -> Comparison:
     """The "select correct field values" step: GetActors (full), then every synced mapped field that differs."""
     require_connect(section)
@@ -162,17 +178,10 @@ def compare(section: Section, config: ActorTypeConfig, erp_key: str) -> Comparis
     _check_target(section, config, erp_key)
     ask = ask_fields(config)
     by_key = fields_by_key(config)
-    wanted = _wanted_keys(config)
-    _parent_of(section)
-    client = _client(section.connection)
-    _release()
-    try:
-        actor = _fetch_actor(client, section, config, erp_key, wanted)
+    with opened_actor(section, config, erp_key) as (client, actor):
         texts = _list_texts(client, section.connection.guid, by_key.values(), [actor])
         lists = get_lists(section.connection, ask, client)
         warnings = _warnings(client)
-    finally:
-        client.close()
     record = section.record
     rows, unsyncable, same = _plan(record, config, actor, texts, exclude=[f.field_key for f in ask])
     return Comparison(actor=actor, rows=rows, unsyncable=unsyncable, same=same, ask=ask, lists=lists,

@@ -17,13 +17,13 @@ from portal.models import CRM_MODELS, ActorTypeConfig
 from portal.services import audit
 from portal.services.actor_labels import actor_label
 from portal.services.erp_tab.ask_user import _checked_answers
-from portal.services.erp_tab.comparison import _check_target, _fetch_actor, _plan, _stamp, _wanted_keys
-from portal.services.erp_tab.erp_calls import _client, _failed, _release, _warnings
+from portal.services.erp_tab.comparison import _check_target, _plan, _stamp, opened_actor
+from portal.services.erp_tab.erp_calls import _failed, _release, _warnings
 from portal.services.erp_tab.errors import InvalidInput, NotFound, RuleBroken, StaleComparison
 from portal.services.erp_tab.fields import fields_by_key
 from portal.services.erp_tab.linking import LinkOutcome, _audit_repr, _crm_labels, _existing, _labels, link_base
 from portal.services.erp_tab.live import forget_live_values
-from portal.services.erp_tab.sections import Section, _parent_of, require_connect, require_disconnect
+from portal.services.erp_tab.sections import Section, require_connect, require_disconnect
 from portal.services.erp_tab.unmappable import _keeping_unmappable
 from portal.services.links import LinkError, create_link
 from portal.services.links import remove_link as _remove_link
@@ -52,12 +52,7 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
     connection_id, crm_type, record_id = section.connection.id, section.crm_type, section.record.id
     guid, actor_type, connection_name = section.connection.guid, config.erp_actor_type, section.connection.name
     config_id = config.id
-    wanted = _wanted_keys(config)
-    _parent_of(section)
-    client = _client(section.connection)
-    _release()
-    try:
-        actor = _fetch_actor(client, section, config, erp_key, wanted)
+    with opened_actor(section, config, erp_key) as (client, actor):
         record = section.record
         if str(actor.get("LastModified") or "") != erp_stamp or _stamp(record.updated_at) != crm_stamp:
             raise StaleComparison("The record changed in the CRM or the ERP while you were choosing. "
@@ -108,8 +103,6 @@ def connect(section: Section, config: ActorTypeConfig, erp_key: str, picks: Mapp
             if stored is not None and stored.get("LastModified"):
                 final["LastModified"] = stored["LastModified"]
         warnings = _warnings(client)
-    finally:
-        client.close()
 
     # One transaction: the CRM write, the link (with the agreed base) and the audit row.
     record = db.session.get(CRM_MODELS[crm_type], record_id)
