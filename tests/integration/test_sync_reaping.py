@@ -203,6 +203,19 @@ def test_the_startup_hook_reaps_but_not_under_other_cli_commands(app, fake):
         assert s.get_run(dead).status == RunStatus.FAILED
 
 
+def test_the_startup_hook_on_an_uninitialised_database_says_to_run_init(app_config, tmp_path, caplog):
+    """``import wsgi`` before ``flask --app wsgi init``: one warning that says what to do, no "no such table"
+    traceback, and the process goes on."""
+    from portal import create_app
+
+    empty = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}"}, environ={})
+    with click.Context(click.Command("run"), info_name="run"), caplog.at_level("WARNING", logger="portal"):
+        assert reap_at_startup(empty) == 0
+    [warning] = [r for r in caplog.records if r.name == "portal"]
+    assert "has no tables yet: run `flask --app wsgi init`" in warning.getMessage() and warning.exc_info is None
+    assert "no such table" not in caplog.text
+
+
 def test_a_web_process_reaps_at_start(app, fake, tmp_path):
     """``import wsgi`` (what gunicorn does) in a process of its own, scheduler off: the dead run is reaped."""
     url = app.config["SQLALCHEMY_DATABASE_URI"]
