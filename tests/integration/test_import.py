@@ -653,9 +653,9 @@ def test_wizard_search_settings_preview_import_and_done(app, admin_client, fake,
 
 
 def test_preview_paging_keeps_unticked_rows(app, admin_client, fake, connection_id, monkeypatch):
-    from portal.admin import routes_import
+    from portal.admin import routes_import_preview
 
-    monkeypatch.setattr(routes_import, "PREVIEW_PER_PAGE", 2)
+    monkeypatch.setattr(routes_import_preview, "PREVIEW_PER_PAGE", 2)
     keys = [fake.add_actor("Customer", {"name": f"Company {i}"}) for i in range(3)]
     base = {"connection_id": connection_id, "actor_type": "Customer", "crit-0-field": "name", "crit-0-op": "begins",
             "crit-0-value": "Company", "crit-0-active": "1", "all_results": "1"}
