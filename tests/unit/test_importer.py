@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 from portal.admin.forms_import import criteria_from_form, list_defaults_from_form
 from portal.connectors.protocol import OPERATORS
 from portal.models import ActorTypeConfig, ErpField
-from portal.services import import_plan, import_rules, importer
+from portal.services import import_count, import_decide, import_plan, import_rules
 from portal.services.import_search import OPERATOR_LABELS, Criterion, SearchField, build_restrictions, search_fields
 from portal.services.import_settings import ImportProblem, ImportRequest, ImportSettings
 
@@ -164,11 +164,11 @@ def test_phone_keys_keep_only_digits_and_a_leading_plus(value, expected):
 
 
 def test_required_fields_per_record_type():
-    assert importer._required_problem("company", {"name": " "}, None) == "Name is blank, and a company needs one."
-    assert importer._required_problem("company", {"name": "Acme"}, None) == ""
-    assert "first name or a last name" in importer._required_problem("contact", {"first_name": ""}, None)
-    assert importer._required_problem("contact", {"last_name": "Berg"}, None) == ""
-    assert "Project name is blank" in importer._required_problem("project", {}, None)
+    assert import_decide._required_problem("company", {"name": " "}, None) == "Name is blank, and a company needs one."
+    assert import_decide._required_problem("company", {"name": "Acme"}, None) == ""
+    assert "first name or a last name" in import_decide._required_problem("contact", {"first_name": ""}, None)
+    assert import_decide._required_problem("contact", {"last_name": "Berg"}, None) == ""
+    assert "Project name is blank" in import_decide._required_problem("project", {}, None)
 
 
 def test_actor_names_come_from_the_values_or_the_record():
@@ -182,5 +182,5 @@ def test_actor_names_come_from_the_values_or_the_record():
 
 
 def test_skip_reasons_are_grouped():
-    assert importer._reason_kind("matches the existing company Acme") == "duplicate skipped"
-    assert importer._reason_kind("its company (Customer C1) is not in the CRM") == "company not in the CRM"
+    assert import_count._reason_kind("matches the existing company Acme") == "duplicate skipped"
+    assert import_count._reason_kind("its company (Customer C1) is not in the CRM") == "company not in the CRM"
