@@ -206,11 +206,21 @@ def stored_rows(app, run_id: int, first_ids: dict) -> dict:
     rows = {}
     with app.app_context():
         conn = db.session.connection()
+        generated: dict[str, set[str]] = {}
+        if conn.dialect.name == "postgresql":
+            for table, column in conn.execute(text(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND is_generated = 'ALWAYS'")):
+                generated.setdefault(table, set()).add(column)
         for table in FLOOR_TABLES:
             where = "run_id = :bound" if table == "sync_change" else "id >= :bound"
             bound = run_id if table == "sync_change" else first_ids[table]
             result = conn.execute(text(f"SELECT * FROM {table} WHERE {where} ORDER BY id"), {"bound": bound})
-            rows[table] = (list(result.keys()), [tuple(r) for r in result])  # as stored: no type processing
+            names = list(result.keys())
+            # a generated column (PostgreSQL's search_text, search layout 3) is computed by the database on the
+            # floor's COPY as on the portal's INSERT, and cannot be written
+            keep = [n for n, name in enumerate(names) if name not in generated.get(table, ())]
+            rows[table] = ([names[n] for n in keep], [tuple(r[n] for n in keep) for r in result])  # as stored
         db.session.rollback()
     return rows
 
