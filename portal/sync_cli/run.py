@@ -27,6 +27,16 @@ def _reap(out: _Output) -> None:
     db.session.commit()
 
 
+def _reaped_connections(out: _Output, name: str | None, doing: str) -> list[Connection]:
+    """The connections a command runs on (``_connections``), after reaping the runs nobody executes; none: says
+    there is nothing to ``doing``."""
+    _reap(out)
+    connections = _connections(name)
+    if not connections:
+        out.echo(f"No active connection with an active actor type: nothing to {doing}.")
+    return connections
+
+
 def _connections(name: str | None) -> list[Connection]:
     from portal.services.sync import runs
 
@@ -83,10 +93,8 @@ def sync_command(connection_name: str | None, resync_from: str | None, no_blank:
         return
     out = _Output()
     with _interruptible(out):
-        _reap(out)
-        connections = _connections(connection_name)
+        connections = _reaped_connections(out, connection_name, "sync")
         if not connections:
-            out.echo("No active connection with an active actor type: nothing to sync.")
             return
         busy: list[str] = []
         progress = _Progress(out)
@@ -112,10 +120,8 @@ def reconcile_command(connection_name: str | None, dry_run: bool) -> None:
 
     out = _Output()
     with _interruptible(out):
-        _reap(out)
-        connections = _connections(connection_name)
+        connections = _reaped_connections(out, connection_name, "reconcile")
         if not connections:
-            out.echo("No active connection with an active actor type: nothing to reconcile.")
             return
         busy: list[str] = []
         progress = _Progress(out)
@@ -179,10 +185,8 @@ def _preview_command(connection_name: str | None, kind: str, no_blank: bool) -> 
     outcomes = []
     busy: list[str] = []
     with _interruptible(out):
-        _reap(out)
-        connections = _connections(connection_name)
+        connections = _reaped_connections(out, connection_name, "preview")
         if not connections:
-            out.echo("No active connection with an active actor type: nothing to preview.")
             return
         rows: list[list[str]] = []
 

@@ -37,6 +37,15 @@ def _preview_rows(entry) -> list[list[str]]:
     return rows
 
 
+def _run_lines(out: _Output, outcomes, *, with_error: bool) -> None:
+    """One line per run under a summary table: its message (``with_error``: its error when it has one), red when
+    it failed, yellow when partial."""
+    for outcome in outcomes:
+        run = db.session.get(SyncRun, outcome.run_id)
+        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
+        out.echo(f"#{run.id} {run.connection.name}: {(with_error and run.error) or run.message}", fg=colour)
+
+
 def _preview_summary(out: _Output, outcomes) -> None:
     if not outcomes:
         return
@@ -51,10 +60,7 @@ def _preview_summary(out: _Output, outcomes) -> None:
     out.echo("")
     out.echo(_table(["Run", "Connection", "Kind", "Status", "Records", "To CRM", "Fields", "To ERP", "Fields",
                      "Conflicts", "Errors", "Broken"], rows))
-    for outcome in outcomes:
-        run = db.session.get(SyncRun, outcome.run_id)
-        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
-        out.echo(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
+    _run_lines(out, outcomes, with_error=True)
     out.echo("Nothing was written (dry run). Run the same command without --dry-run to sync.")
     db.session.commit()
 
@@ -83,10 +89,7 @@ def _reconcile_summary(out: _Output, outcomes) -> None:
     out.echo("")
     out.echo(_table(["Run", "Connection", "Kind", "Status", "Links", "Repaired", "To CRM", "To ERP", "Conflicts",
                      "Broken", "Restored", "Errors", "Seconds", "Connector s"], rows))
-    for outcome in outcomes:
-        run = db.session.get(SyncRun, outcome.run_id)
-        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
-        out.echo(f"#{run.id} {run.connection.name}: {run.error or run.message}", fg=colour)
+    _run_lines(out, outcomes, with_error=True)
     db.session.commit()
 
 
@@ -105,8 +108,5 @@ def _summary(out: _Output, outcomes) -> None:
     out.echo("")
     out.echo(_table(["Run", "Connection", "Kind", "Trigger", "Status", "Records", "To CRM", "To ERP", "Conflicts",
                      "Errors", "Seconds", "Connector s"], rows))
-    for outcome in outcomes:
-        run = db.session.get(SyncRun, outcome.run_id)
-        colour = "red" if run.status == RunStatus.FAILED else ("yellow" if run.status == RunStatus.PARTIAL else None)
-        out.echo(f"#{run.id} {run.connection.name}: {run.message}", fg=colour)
+    _run_lines(out, outcomes, with_error=False)
     db.session.commit()

@@ -233,3 +233,14 @@ def test_a_web_process_reaps_at_start(app, fake, tmp_path):
     with app.app_context():
         run = s.get_run(dead)
         assert run.status == RunStatus.FAILED and f"(pid {pid}) is gone" in run.error
+
+
+def test_every_erp_command_says_when_there_is_no_connection_to_run_on(app):
+    """``erp sync``, ``erp sync --dry-run`` and ``erp reconcile`` on a portal without an active connection: one line
+    saying there is nothing to do, exit status 0."""
+    runner = app.test_cli_runner()
+    for args, doing in ((["erp", "sync"], "sync"), (["erp", "sync", "--dry-run"], "preview"),
+                        (["erp", "reconcile"], "reconcile")):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+        assert f"No active connection with an active actor type: nothing to {doing}." in result.output, args
