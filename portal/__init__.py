@@ -95,14 +95,14 @@ def reap_at_startup(app: Flask) -> int:
     from portal.services.sync import runs
 
     with app.app_context():
-        if not inspect(db.engine).has_table(SyncRun.__tablename__):
-            # a database nobody has initialised: say what to do, not a traceback of "no such table"
-            logging.getLogger(__name__).warning(
-                "the database %s has no tables yet: run `flask --app wsgi init` to create them and the first admin",
-                db.engine.url.render_as_string(hide_password=True))
-            db.session.remove()
-            return 0
         try:
+            if not inspect(db.engine).has_table(SyncRun.__tablename__):
+                # a database nobody has initialised: say what to do, not a traceback of "no such table"
+                logging.getLogger(__name__).warning(
+                    "the database %s has no tables yet: run `flask --app wsgi init` to create them and the first "
+                    "admin", db.engine.url.render_as_string(hide_password=True))
+                db.session.remove()
+                return 0
             return runs.reap_stale()
         except Exception:  # e.g. a database not initialised yet: the web process starts anyway
             db.session.rollback()

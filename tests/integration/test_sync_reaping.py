@@ -216,6 +216,18 @@ def test_the_startup_hook_on_an_uninitialised_database_says_to_run_init(app_conf
     assert "no such table" not in caplog.text
 
 
+def test_the_startup_hook_on_an_unreachable_database_lets_the_web_process_start(app_config, tmp_path, caplog):
+    """The database cannot be opened at all (a missing directory here; a PostgreSQL that is down): the hook logs
+    and returns, it does not stop ``import wsgi``."""
+    from portal import create_app
+
+    url = f"sqlite:///{tmp_path / 'missing-directory' / 'portal.db'}"
+    unreachable = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url}, environ={})
+    with click.Context(click.Command("run"), info_name="run"), caplog.at_level("WARNING", logger="portal"):
+        assert reap_at_startup(unreachable) == 0
+    assert "could not reap abandoned sync runs at startup" in caplog.text
+
+
 def test_a_web_process_reaps_at_start(app, fake, tmp_path):
     """``import wsgi`` (what gunicorn does) in a process of its own, scheduler off: the dead run is reaped."""
     url = app.config["SQLALCHEMY_DATABASE_URI"]
