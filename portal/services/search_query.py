@@ -385,7 +385,7 @@ def _pg_sample_plan(crm_type: str, model, order, terms: list[str], number: int, 
         .limit(limit).subquery()
     keys = [sample.c[f"key_{n}"] for n in range(len(order))]
     rows = db.session.connection().execute(select(func.count().over().label("matches"), sample.c.id, *keys)
-                              .order_by(*keys).limit(need)).all()
+                                           .order_by(*keys).limit(need)).all()
     if not rows:
         return Plan(1, None, 0)
     matches = rows[0].matches
