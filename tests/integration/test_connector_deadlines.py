@@ -141,6 +141,19 @@ def test_retries_stay_within_the_call_budget(make_client, server):
     assert err.user_message == "Demo ERP did not answer within 2.5 s."
 
 
+def test_a_watchdog_woken_late_still_reports_the_time_the_call_was_given(make_client, server, monkeypatch):
+    # on a busy machine the watchdog thread may run late; the message names the budget, not the clock
+    from portal.connectors import deadlines
+
+    begin = deadlines.begin
+    monkeypatch.setattr(deadlines, "begin", lambda deadline: begin(deadline + 0.4))
+    server.drip(0.5, method="GetList", times=None)
+    client = make_client(timeout=1, retries=0, budget=0.6)
+    err, took = timed(client.get_list, ZERO_GUID, "Countries")
+    assert err.error_code == "TIMEOUT" and took >= 0.95, took
+    assert err.user_message == "Demo ERP did not answer within 0.6 s."
+
+
 def test_the_deadline_is_checked_before_a_builtin_call():
     # a built-in connector runs in-process: its call cannot be interrupted, but it is not started out of time
     client = ConnectorClient("builtin:demo", app_config={}, name="Demo ERP")

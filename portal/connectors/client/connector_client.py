@@ -65,6 +65,7 @@ class ConnectorClient(ProtocolMethods, Transports, AnswerReading, FailureErrors)
         self.lane = lane
         self._outer_deadline: float | None = None  # time.monotonic() set by deadline()
         self._call_started = 0.0
+        self._call_deadline = 0.0
         self.warnings: list[tuple[str, str]] = []
         self.calls = 0  # logical protocol calls (a SaveConnection re-send and the replayed call count too)
         self.attempts = 0  # every attempt, retries included
@@ -145,6 +146,7 @@ class ConnectorClient(ProtocolMethods, Transports, AnswerReading, FailureErrors)
         deadline = self._call_started + self.budget
         if self._outer_deadline is not None:
             deadline = min(deadline, self._outer_deadline)
+        self._call_deadline = deadline
         try:
             return self._call_with_retries(method, body, deadline)
         except ConnectorError as exc:

@@ -15,7 +15,7 @@ from portal.connectors.client.retries import TRANSIENT_STATUSES, _parse_retry_af
 
 class FailureErrors:
     """Part of :class:`~portal.connectors.client.connector_client.ConnectorClient`: the errors it raises (uses the
-    client's ``timeout``, ``connect_timeout``, ``max_bytes``, ``_call_started`` and ``_who``)."""
+    client's ``timeout``, ``connect_timeout``, ``max_bytes``, ``_call_started``, ``_call_deadline`` and ``_who``)."""
 
     def _bad(self, method: str, detail: str, tech: str = "") -> ConnectorError:
         return ConnectorError(f"The connector sent an answer the portal could not understand. {detail}",
@@ -46,8 +46,9 @@ class FailureErrors:
         return exc
 
     def _timeout_error(self, method: str, allowance: float, *, tech: str) -> ConnectorError:
-        # An attempt cut short by the call's budget reports the time the whole call took.
-        seconds = allowance if allowance >= self.timeout else time.monotonic() - self._call_started
+        # An attempt cut short by the call's budget (or the caller's deadline) reports the time the whole call was
+        # given, not the clock: a watchdog woken late on a busy machine must not turn "2.5 s" into "2.9 s".
+        seconds = allowance if allowance >= self.timeout else self._call_deadline - self._call_started
         return ConnectorError(f"{self._who()} did not answer within {_seconds(seconds)} s.", tech_message=tech,
                               error_code="TIMEOUT", transient=True, method=method)
 
