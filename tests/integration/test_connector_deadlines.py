@@ -136,7 +136,7 @@ def test_retries_stay_within_the_call_budget(make_client, server):
     client = make_client(timeout=1, retries=5, backoff=0.05, budget=2.5)
     err, took = timed(client.get_list, ZERO_GUID, "Countries")
     assert err.error_code == "TIMEOUT" and err.transient
-    assert 2.4 <= took <= 3.0, took
+    assert 2.4 <= took <= 3.5, took  # five retries unbounded would take 6 s; a busy machine's watchdog may be late
     assert client.attempts == 3  # 1 s, 1 s, then what was left
     assert err.user_message == "Demo ERP did not answer within 2.5 s."
 
